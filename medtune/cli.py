@@ -1,0 +1,157 @@
+"""The command line: one argparse parser, one registry of commands; the stages do the work.
+
+`python launch.py RECIPE [...]` is the `run` command; every other first word names a command.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from .errors import MedtuneError
+
+# Set before any ML library is imported: medical work must not phone home, and tests run offline.
+os.environ.setdefault("AXOLOTL_DO_NOT_TRACK", "1")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+os.environ.setdefault("WANDB_MODE", "disabled")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@dataclass(frozen=True)
+class Command:
+    help: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+
+
+# ---------------------------------------------------------------- validate
+
+
+def _add_validate(p: argparse.ArgumentParser) -> None:
+    p.add_argument("recipes", nargs="*", metavar="RECIPE", help="recipe files to check")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a recipe key")
+    p.add_argument("--help-keys", action="store_true", help="list every recipe key with its meaning")
+    p.add_argument("--markdown", action="store_true", help="with --help-keys: print the README's Markdown table")
+
+
+def _run_validate(args: argparse.Namespace) -> int:
+    from .console import console, err_console, print_keys
+
+    if args.help_keys:
+        print_keys(markdown=args.markdown)
+        return 0
+    if not args.recipes:
+        raise MedtuneError("validate needs at least one RECIPE (or --help-keys)")
+    from .recipe_check import load
+    from .render import render
+    from .errors import RecipeError
+
+    failed = 0
+    for path in args.recipes:
+        try:
+            recipe, _ = load(path, args.set)
+            render(recipe)
+        except RecipeError as exc:
+            failed += 1
+            err_console.print(exc.render(), style="red", markup=False, soft_wrap=True)
+            continue
+        console.print(f"[green]ok[/green] {path}: {recipe.model} x {recipe.method.name}", highlight=False)
+    return 2 if failed else 0
+
+
+# ---------------------------------------------------------------- render
+
+
+def _add_render(p: argparse.ArgumentParser) -> None:
+    p.add_argument("recipe", metavar="RECIPE")
+    p.add_argument("--out", required=True, type=Path, metavar="DIR", help="folder for axolotl.yaml (+ deepspeed.json, accelerate.yaml)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a recipe key")
+
+
+def _run_render(args: argparse.Namespace) -> int:
+    from .console import console
+    from .recipe_check import load
+    from .render import render
+
+    recipe, _ = load(args.recipe, args.set)
+    for path in render(recipe).write(args.out):
+        console.print(f"wrote {path}", highlight=False)
+    return 0
+
+
+# ---------------------------------------------------------------- run
+
+
+def _add_run(p: argparse.ArgumentParser) -> None:
+    p.add_argument("recipe", metavar="RECIPE", help="the experiment's YAML file")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a recipe key (validated like the file)")
+    p.add_argument("--dry-run", action="store_true", help="validate, render and print the plan; run nothing")
+    p.add_argument("--runs-dir", type=Path, default=Path("runs"), help="where run directories go (default: runs/)")
+
+
+def _run_run(args: argparse.Namespace) -> int:
+    from .pipeline import run_recipe
+
+    return run_recipe(args)
+
+
+def _lazy(module: str, attr: str) -> Callable:
+    """Import a command's module only when that command runs (ML imports take seconds)."""
+
+    def call(*a):
+        import importlib
+
+        return getattr(importlib.import_module(module, __package__), attr)(*a)
+
+    return call
+
+
+COMMANDS: dict[str, Command] = {
+    "run": Command("run a recipe: validate, render, preprocess, train, evaluate, report (the default command)", _add_run, _run_run),
+    "validate": Command("check recipes without running anything", _add_validate, _run_validate),
+    "render": Command("write the Axolotl/DeepSpeed/accelerate configs for a recipe", _add_render, _run_render),
+    "preprocess": Command(
+        "turn a medical QA source into chat-template JSONL with splits and a manifest",
+        _lazy(".preprocess.cli", "add_arguments"),
+        _lazy(".preprocess.cli", "run"),
+    ),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="launch.py",
+        description="medtune: fine-tune small LLMs on medical QA from one YAML recipe.",
+        epilog="`python launch.py RECIPE` is short for `python launch.py run RECIPE`.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, command in COMMANDS.items():
+        command.add_arguments(sub.add_parser(name, help=command.help, description=command.help))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] not in COMMANDS and not argv[0].startswith("-"):
+        argv = ["run", *argv]  # the default command: a recipe path comes first
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        return COMMANDS[args.command].run(args)
+    except MedtuneError as exc:
+        from .console import err_console
+
+        err_console.print(str(exc), style="red", markup=False, soft_wrap=True)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        from .console import err_console
+
+        err_console.print("interrupted", style="yellow")
+        return 130

