@@ -87,14 +87,19 @@ def _run_render(args: argparse.Namespace) -> int:
 
 
 def _add_run(p: argparse.ArgumentParser) -> None:
-    p.add_argument("recipe", metavar="RECIPE", help="the experiment's YAML file")
+    p.add_argument("recipe", metavar="RECIPE", nargs="?", help="the experiment's YAML file")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a recipe key (validated like the file)")
     p.add_argument("--dry-run", action="store_true", help="validate, render and print the plan; run nothing")
+    p.add_argument("--stages", metavar="LIST", help="comma-separated subset of preprocess,train,eval,report")
+    p.add_argument("--resume", metavar="RUN_DIR|latest", help="continue a run: skip finished stages, resume training from its newest checkpoint")
     p.add_argument("--runs-dir", type=Path, default=Path("runs"), help="where run directories go (default: runs/)")
 
 
 def _run_run(args: argparse.Namespace) -> int:
     from .pipeline import run_recipe
+
+    if not args.recipe and not args.resume:
+        raise MedtuneError("run needs a RECIPE (or --resume RUN_DIR)")
 
     return run_recipe(args)
 
@@ -136,8 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] not in COMMANDS and not argv[0].startswith("-"):
-        argv = ["run", *argv]  # the default command: a recipe path comes first
+    if argv and argv[0] not in COMMANDS and argv[0] not in ("-h", "--help"):
+        argv = ["run", *argv]  # the default command: `launch.py RECIPE ...` or `launch.py --resume RUN_DIR`
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
