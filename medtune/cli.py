@@ -92,6 +92,8 @@ def _add_run(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dry-run", action="store_true", help="validate, render and print the plan; run nothing")
     p.add_argument("--stages", metavar="LIST", help="comma-separated subset of preprocess,train,eval,report")
     p.add_argument("--resume", metavar="RUN_DIR|latest", help="continue a run: skip finished stages, resume training from its newest checkpoint")
+    p.add_argument("--rehearse", action="store_true",
+                   help="prove a multi-GPU recipe's distributed path on CPU: 2 processes, SmolLM2, a few steps (gloo)")
     p.add_argument("--runs-dir", type=Path, default=Path("runs"), help="where run directories go (default: runs/)")
 
 

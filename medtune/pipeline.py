@@ -106,8 +106,8 @@ def _stage_preprocess(run_dir: Path, recipe: Recipe, recipe_dir: Path) -> dict:
     return {"counts": counts}
 
 
-def _stage_train(run_dir: Path, recipe: Recipe, rendered: Rendered) -> dict:
-    result = run_training(run_dir, recipe, rendered.num_processes)
+def _stage_train(run_dir: Path, recipe: Recipe, rendered: Rendered, module: str) -> dict:
+    result = run_training(run_dir, recipe, rendered.num_processes, module=module)
     history = trainer_history(run_dir / "train") or result.history
     losses = [h["loss"] for h in history if "loss" in h]
     summary = {"steps_logged": len(losses), "first_loss": losses[0] if losses else None,
@@ -167,6 +167,11 @@ def run_recipe(args: argparse.Namespace) -> int:
         overrides = list(args.set)
         recipe, _ = load(recipe_path, overrides)
         recipe_dir = recipe_path.resolve().parent
+    rehearse = getattr(args, "rehearse", False)
+    if rehearse:
+        from .rehearse import rehearsal_recipe
+
+        recipe = rehearsal_recipe(recipe)
     rendered = render(recipe)
     if args.dry_run:
         print_plan(recipe, rendered)
@@ -183,10 +188,13 @@ def run_recipe(args: argparse.Namespace) -> int:
     manifest.start(recipe.name, sha256_file(run_dir / "recipe.yaml"), recipe.training.seed, sys.argv)
     console.print(f"[bold]run directory:[/bold] {run_dir}")
 
-    selected = args.stages.split(",") if args.stages else list(STAGES)
+    default_stages = ["preprocess", "train"] if rehearse else list(STAGES)
+    selected = args.stages.split(",") if args.stages else default_stages
     unknown = [s for s in selected if s not in STAGES]
     if unknown:
         raise MedtuneError(f"--stages: unknown stage(s) {', '.join(unknown)}; choose from {', '.join(STAGES)}")
+    # A rehearsal trains through a small shim that adapts Axolotl to CPU processes (medtune/rehearse.py).
+    train_module = "medtune.rehearse_child" if rehearse else "axolotl.cli.train"
     try:
         for stage in STAGES:
             if stage not in selected:
@@ -196,12 +204,12 @@ def run_recipe(args: argparse.Namespace) -> int:
                 console.print(f"[dim]{stage}: inputs unchanged since it finished; skipped[/dim]")
                 continue
             console.rule(f"[bold]{stage}")
-            command = [*train_command(recipe, rendered.num_processes)] if stage == "train" else None
+            command = train_command(recipe, rendered.num_processes, train_module) if stage == "train" else None
             started = manifest.begin(stage, input_hash, command)
             if stage == "preprocess":
                 extra = _stage_preprocess(run_dir, recipe, recipe_dir)
             elif stage == "train":
-                extra = _stage_train(run_dir, recipe, rendered)
+                extra = _stage_train(run_dir, recipe, rendered, train_module)
             elif stage == "eval":
                 extra = _stage_eval(run_dir, recipe)
             else:
