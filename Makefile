@@ -8,6 +8,7 @@ export HF_HUB_OFFLINE := 1
 export AXOLOTL_DO_NOT_TRACK := 1
 export DO_NOT_TRACK := 1
 export WANDB_MODE := disabled
+export DEEPEVAL_TELEMETRY_OPT_OUT := YES
 
 .PHONY: setup demo test bench keys clean
 

@@ -18,6 +18,7 @@ os.environ.setdefault("AXOLOTL_DO_NOT_TRACK", "1")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("WANDB_MODE", "disabled")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("DEEPEVAL_TELEMETRY_OPT_OUT", "YES")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
@@ -106,6 +107,17 @@ def _run_run(args: argparse.Namespace) -> int:
     return run_recipe(args)
 
 
+def _add_report(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a run directory whose eval stage has finished")
+
+
+def _run_report(args: argparse.Namespace) -> int:
+    from .report import build_report
+
+    build_report(args.run_dir)
+    return 0
+
+
 def _lazy(module: str, attr: str) -> Callable:
     """Import a command's module only when that command runs (ML imports take seconds)."""
 
@@ -121,6 +133,12 @@ COMMANDS: dict[str, Command] = {
     "run": Command("run a recipe: validate, render, preprocess, train, evaluate, report (the default command)", _add_run, _run_run),
     "validate": Command("check recipes without running anything", _add_validate, _run_validate),
     "render": Command("write the Axolotl/DeepSpeed/accelerate configs for a recipe", _add_render, _run_render),
+    "eval": Command(
+        "evaluate a run's base and tuned models, or any model on benchmark suites",
+        _lazy(".evaluate.cli", "add_arguments"),
+        _lazy(".evaluate.cli", "run"),
+    ),
+    "report": Command("write a run's report (console tables, report.md, CSV/XLSX, plots) from its eval results", _add_report, _run_report),
     "preprocess": Command(
         "turn a medical QA source into chat-template JSONL with splits and a manifest",
         _lazy(".preprocess.cli", "add_arguments"),

@@ -19,6 +19,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 
 from .console import console
 from .errors import MedtuneError
+from .paths import REPO_ROOT
 from .recipe import Recipe
 
 _STEP = re.compile(r"(?<![\w/])(\d+)/(\d+) \[")
@@ -55,7 +56,8 @@ def train_command(recipe: Recipe, num_processes: int, module: str = "axolotl.cli
 
 def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     env = dict(os.environ)
-    env.update({"AXOLOTL_DO_NOT_TRACK": "1", "DO_NOT_TRACK": "1", "HF_HUB_DISABLE_TELEMETRY": "1", "PYTHONUNBUFFERED": "1"})
+    env.update({"AXOLOTL_DO_NOT_TRACK": "1", "DO_NOT_TRACK": "1", "HF_HUB_DISABLE_TELEMETRY": "1",
+                "DEEPEVAL_TELEMETRY_OPT_OUT": "YES", "PYTHONUNBUFFERED": "1"})
     env.setdefault("WANDB_MODE", "disabled")
     env.update(extra or {})
     return env
@@ -157,7 +159,10 @@ def trainer_history(train_dir: Path) -> list[dict]:
 def run_training(run_dir: Path, recipe: Recipe, num_processes: int, env_extra: dict[str, str] | None = None,
                  module: str = "axolotl.cli.train") -> TrainResult:
     cmd = train_command(recipe, num_processes, module)
-    result = run_logged(cmd, run_dir, run_dir / "train" / "train.log", child_env(env_extra))
+    env = child_env(env_extra)
+    if module.startswith("medtune."):  # the ranks start in the run directory, where medtune is not on the path
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    result = run_logged(cmd, run_dir, run_dir / "train" / "train.log", env)
     if result.returncode != 0:
         raise TrainingFailed(
             f"training exited with code {result.returncode}; the last lines of {run_dir / 'train' / 'train.log'} say why"

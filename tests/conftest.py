@@ -10,6 +10,7 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["AXOLOTL_DO_NOT_TRACK"] = "1"
 os.environ["DO_NOT_TRACK"] = "1"
 os.environ["WANDB_MODE"] = "disabled"
+os.environ["DEEPEVAL_TELEMETRY_OPT_OUT"] = "YES"
 os.environ["TOKENIZERS_PARALLELISM"] = "false"
 
 REPO = Path(__file__).resolve().parents[1]
