@@ -20,7 +20,8 @@ class SourceSpec(Strict):
     columns: dict[str, str] | None = None
     """For your own files: which column holds question, answer (and optionally context, qtype, id)."""
     qtypes: list[str] | None = None
-    """Keep only these question types (MedQuAD qtype, or your mapped qtype column)."""
+    """Keep only these question types: MedQuAD qtype, MedQA step1/step2&3, MMLU or MedMCQA subject, or
+    your file's mapped qtype column."""
     limit: int | None = Field(default=None, gt=0)
     """Keep at most this many records from this source (seeded sample); trades data for speed."""
 
@@ -45,7 +46,8 @@ class SplitSpec(Strict):
 
 class DisclaimerSpec(Strict):
     enabled: bool = False
-    """Append a safety disclaimer to every training answer (never twice)."""
+    """Append a safety disclaimer to every answer (never twice); held-out rows get it too, so the
+    reference answers look like what the model was trained to say."""
     text: str = DEFAULT_DISCLAIMER
     """The disclaimer sentence(s) appended."""
 

@@ -1,0 +1,42 @@
+"""The preprocess stage's console summary: rows per split, drops per reason, leakage, cache and problems."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.table import Table
+
+from .records import DROP_REASONS, SPLITS
+
+_SHOWN_PROBLEMS = 10
+
+
+def print_summary(manifest: dict, out_dir: Path) -> None:
+    from ..console import console
+
+    console.print(f"wrote {out_dir}/train.jsonl, val.jsonl, test.jsonl and manifest.json", markup=False, soft_wrap=True)
+    table = Table(title="Rows per split", show_header=True)
+    table.add_column("split")
+    table.add_column("rows", justify="right")
+    for name in SPLITS:
+        table.add_row(name, f"{manifest['counts'][name]:,}")
+    console.print(table)
+
+    drops = Table(title="Dropped rows", show_header=True)
+    drops.add_column("reason")
+    drops.add_column("rows", justify="right")
+    for reason in DROP_REASONS:
+        drops.add_row(reason, f"{manifest['dropped'][reason]:,}")
+    console.print(drops)
+
+    leak = manifest["leakage"]
+    console.print(
+        f"leakage check: {'passed' if leak['passed'] else 'FAILED'} (shared questions train/val {leak['train_val']}, "
+        f"train/test {leak['train_test']}, val/test {leak['val_test']}); dedup exact {manifest['dedup']['exact']:,}, "
+        f"normalized {manifest['dedup']['normalized']:,}; cache {manifest['cache']}",
+        markup=False, soft_wrap=True,
+    )
+    problems = manifest.get("problems") or []
+    if problems:
+        console.print(f"malformed rows (first {min(len(problems), _SHOWN_PROBLEMS)} of those listed in manifest.json):", style="yellow")
+        for line in problems[:_SHOWN_PROBLEMS]:
+            console.print(f"  {line}", markup=False, soft_wrap=True)

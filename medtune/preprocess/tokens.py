@@ -1,0 +1,74 @@
+"""Token counts of rows rendered with the model's chat template (the too_long filter), and its fingerprint."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from .errors import PreprocessError
+from .hashing import sha256_text
+
+_BATCH = 512
+
+
+def load_tokenizer(tokenizer: Any) -> Any:
+    """A tokenizer object as given, or loaded from a local folder / Hub id given as a string."""
+    if tokenizer is None or not isinstance(tokenizer, (str, Path)):
+        return tokenizer
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(str(tokenizer))
+    except (OSError, ValueError) as exc:
+        raise PreprocessError(f"cannot load a tokenizer from '{tokenizer}': {exc}",
+                              fix="give a local model folder, or a Hub id on a machine that can reach the Hub") from exc
+
+
+def fingerprint(tokenizer: Any) -> dict[str, str]:
+    """What decides token counts: chat template, special tokens and the vocabulary itself."""
+    template = tokenizer.chat_template
+    if not template:
+        raise PreprocessError(f"the tokenizer of '{tokenizer.name_or_path}' has no chat template",
+                              fix="use a chat/instruct model's tokenizer, or set one before preprocessing")
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    vocab = backend.to_str() if backend is not None else json.dumps(tokenizer.get_vocab(), sort_keys=True)
+    special = {name: str(getattr(tokenizer, name, None)) for name in ("bos_token", "eos_token", "pad_token", "unk_token")}
+    special["all"] = sorted(map(str, tokenizer.all_special_tokens))
+    return {
+        "name": str(tokenizer.name_or_path),
+        "chat_template_sha256": sha256_text(json.dumps(template, sort_keys=True)),
+        "special_tokens_sha256": sha256_text(json.dumps(special, sort_keys=True)),
+        "vocab_sha256": sha256_text(vocab),
+    }
+
+
+def _bytes_bound_tokens(tokenizer: Any) -> bool:
+    """Whether no text can have more tokens than UTF-8 bytes: true for byte-level BPE without a normalizer
+    (Llama 3, SmolLM2, GPT-2 style), where every token stands for at least one byte of the text."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        return False
+    spec = json.loads(backend.to_str())
+    norm = spec.get("normalizer")
+    no_norm = norm is None or (norm.get("type") == "Sequence" and not norm.get("normalizers"))
+    pre = spec.get("pre_tokenizer") or {}
+    steps = pre.get("pretokenizers", []) if pre.get("type") == "Sequence" else [pre]
+    return no_norm and any(step.get("type") == "ByteLevel" for step in steps)
+
+
+def too_long(tokenizer: Any, conversations: list[list[dict]], limit: int) -> list[bool]:
+    """For each conversation, whether its chat-template rendering has more than `limit` tokens.
+
+    Tokenizing is the slow part (about 9 s for MedQuAD's 20 MB), so rows whose byte length already
+    proves they fit are not tokenized where the tokenizer allows that bound; the answer is the same.
+    """
+    texts = [tokenizer.apply_chat_template(messages, tokenize=False) for messages in conversations]
+    result = [False] * len(texts)
+    bound = _bytes_bound_tokens(tokenizer)
+    todo = [i for i, text in enumerate(texts) if not (bound and len(text.encode()) <= limit)]
+    for start in range(0, len(todo), _BATCH):
+        batch = todo[start:start + _BATCH]
+        ids = tokenizer([texts[i] for i in batch], add_special_tokens=False)["input_ids"]
+        for i, row_ids in zip(batch, ids):
+            result[i] = len(row_ids) > limit
+    return result
