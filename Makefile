@@ -28,6 +28,13 @@ demo: setup
 test: setup
 	$(PY) -m pytest -q
 
+# Items 1-4 of the performance section; each prints a table and writes bench/results/*.json.
+bench: setup
+	$(PY) bench/bench_preprocess.py --repeat 3
+	$(PY) bench/bench_train.py
+	$(PY) bench/bench_eval.py
+	$(PY) bench/bench_e2e.py
+
 keys: setup
 	$(PY) launch.py validate --help-keys
 

@@ -1,0 +1,167 @@
+#!/usr/bin/env python
+"""Benchmark: training throughput, the seeds' way against medtune's, side by side in one run.
+
+    python bench/bench_train.py [--rows 96] [--data ../shared/data/medquad]
+
+Both sides train SmolLM2-135M-Instruct with the same LoRA settings on the same MedQuAD training rows
+(real lengths, preprocessed once by medtune), one epoch, on CPU:
+  seed-style: transformers' Trainer + peft, every row padded to 512 tokens, no packing (the seeds' notebooks);
+  medtune:    the rendered recipe through `accelerate launch -m axolotl.cli.train` (sample packing with
+              sdpa's block-diagonal mask keeping packed rows apart).
+Reports real (non-pad) tokens per second of training time for each, their ratio, and each side's mean
+training loss, so speed is not bought with a broken objective. Writes bench/results/train.json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("AXOLOTL_DO_NOT_TRACK", "1")
+os.environ.setdefault("DEEPEVAL_TELEMETRY_OPT_OUT", "YES")
+
+LORA = {"r": 16, "alpha": 32, "dropout": 0.05}
+TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+SEQ = 512
+BATCH = 4
+LR = 2e-4
+
+
+def write_recipe(folder: Path, data: Path, rows: int) -> Path:
+    path = folder / "bench-medtune.yaml"
+    path.write_text(f"""# python launch.py {path}
+name: bench-medtune
+model: smollm2-135m-instruct
+method: {{name: lora, rank: {LORA['r']}, alpha: {LORA['alpha']}, dropout: {LORA['dropout']}}}
+data:
+  train:
+    - source: medquad
+      path: {data}
+      limit: {rows}
+  split: {{val: 0.02, test: 0.0, seed: 7}}
+training:
+  epochs: 1
+  learning_rate: {LR}
+  lr_scheduler: constant
+  warmup_ratio: 0.0
+  micro_batch_size: {BATCH}
+  sequence_len: {SEQ}
+  save_steps: 100000
+launch:
+  device: cpu
+axolotl:
+  eval_strategy: "no"
+""")
+    return path
+
+
+def run_medtune(recipe: Path, runs: Path) -> tuple[Path, dict]:
+    """Train through the real CLI; returns the run directory and the trainer's final summary."""
+    proc = subprocess.run([sys.executable, "launch.py", str(recipe), "--stages", "preprocess,train", "--runs-dir", str(runs)],
+                          cwd=REPO, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"medtune training failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    run_dir = next(runs.glob("bench-medtune/*"))
+    history = json.loads((run_dir / "train" / "history.json").read_text())
+    summary = next(h for h in reversed(history) if "train_runtime" in h)
+    losses = [h["loss"] for h in history if "loss" in h]
+    return run_dir, {"train_seconds": summary["train_runtime"], "mean_loss": summary.get("train_loss"), "steps": len(losses)}
+
+
+def real_tokens(tokenizer, rows: list[dict]) -> tuple[int, list[list[int]]]:
+    ids = [tokenizer.apply_chat_template(r["messages"], tokenize=True, return_dict=False) for r in rows]
+    ids = [i if isinstance(i, list) else i["input_ids"] for i in ids]
+    return sum(min(len(i), SEQ) for i in ids), ids
+
+
+def run_seed_style(model_dir: str, train_rows: list[dict]) -> dict:
+    """The seeds' loop: HF Trainer, pad to 512, labels = inputs with padding masked, no packing."""
+    import torch
+    from datasets import Dataset
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainingArguments
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    tokens, _ = real_tokens(tokenizer, train_rows)
+    texts = [tokenizer.apply_chat_template(r["messages"], tokenize=False) for r in train_rows]
+    enc = tokenizer(texts, padding="max_length", truncation=True, max_length=SEQ)
+    labels = [[t if m else -100 for t, m in zip(ids, mask)] for ids, mask in zip(enc["input_ids"], enc["attention_mask"])]
+    dataset = Dataset.from_dict({"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"], "labels": labels})
+
+    torch.manual_seed(7)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, attn_implementation="sdpa")
+    model = get_peft_model(model, LoraConfig(r=LORA["r"], lora_alpha=LORA["alpha"], lora_dropout=LORA["dropout"],
+                                             target_modules=TARGETS, task_type="CAUSAL_LM"))
+    with tempfile.TemporaryDirectory() as out:
+        args = TrainingArguments(output_dir=out, per_device_train_batch_size=BATCH, num_train_epochs=1, learning_rate=LR,
+                                 lr_scheduler_type="constant", logging_steps=1, save_strategy="no", report_to=[],
+                                 use_cpu=True, dataloader_num_workers=0, seed=7)
+        result = Trainer(model=model, args=args, train_dataset=dataset).train()
+    return {"train_seconds": result.metrics["train_runtime"], "mean_loss": result.metrics["train_loss"],
+            "real_tokens": tokens, "padded_tokens": len(train_rows) * SEQ}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=96, help="MedQuAD rows sampled for training (default 96)")
+    parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "medquad")
+    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "train.json")
+    args = parser.parse_args()
+    if not args.data.exists():
+        print(f"MedQuAD not found at {args.data}", file=sys.stderr)
+        return 2
+
+    from transformers import AutoTokenizer
+
+    from medtune.models import ensure_local
+
+    model_dir = ensure_local("smollm2-135m-instruct")
+    with tempfile.TemporaryDirectory() as tmp:
+        recipe = write_recipe(Path(tmp), args.data.resolve(), args.rows)
+        t0 = time.perf_counter()
+        run_dir, medtune = run_medtune(recipe, Path(tmp) / "runs")
+        medtune["wall_seconds_including_startup"] = round(time.perf_counter() - t0, 1)
+        rows = [json.loads(line) for line in (run_dir / "data" / "train.jsonl").read_text().splitlines()]
+        medtune["real_tokens"], _ = real_tokens(AutoTokenizer.from_pretrained(model_dir), rows)
+        seed = run_seed_style(model_dir, rows)
+
+    for side in (seed, medtune):
+        side["real_tokens_per_s"] = side["real_tokens"] / side["train_seconds"]
+    ratio = medtune["real_tokens_per_s"] / seed["real_tokens_per_s"]
+    result = {
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+        "rows": len(rows), "sequence_len": SEQ, "micro_batch_size": BATCH,
+        "seed_style": seed, "medtune": medtune, "speedup_real_tokens_per_s": ratio,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2))
+
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"Training throughput: {len(rows)} MedQuAD rows, SmolLM2-135M LoRA, CPU x{os.cpu_count()}")
+    for col in ("", "train s", "real tokens", "real tokens/s", "mean train loss"):
+        table.add_column(col)
+    table.add_row("seed-style (pad to 512)", f"{seed['train_seconds']:.1f}", str(seed["real_tokens"]),
+                  f"{seed['real_tokens_per_s']:.1f}", f"{seed['mean_loss']:.4f}")
+    table.add_row("medtune (packing)", f"{medtune['train_seconds']:.1f}", str(medtune["real_tokens"]),
+                  f"{medtune['real_tokens_per_s']:.1f}", f"{medtune['mean_loss']:.4f}")
+    table.add_row("ratio", "", "", f"{ratio:.2f}x", "")
+    Console().print(table)
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
