@@ -147,7 +147,9 @@ COMMANDS: dict[str, Command] = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(selected: str | None = None) -> argparse.ArgumentParser:
+    """The one parser. Only the selected command's arguments are built: some live in modules whose
+    import pulls in ML libraries, and `launch.py --help` should not wait for them."""
     parser = argparse.ArgumentParser(
         prog="launch.py",
         description="medtune: fine-tune small LLMs on medical QA from one YAML recipe.",
@@ -155,7 +157,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, command in COMMANDS.items():
-        command.add_arguments(sub.add_parser(name, help=command.help, description=command.help))
+        command_parser = sub.add_parser(name, help=command.help, description=command.help)
+        if name == selected:
+            command.add_arguments(command_parser)
     return parser
 
 
@@ -163,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] not in COMMANDS and argv[0] not in ("-h", "--help"):
         argv = ["run", *argv]  # the default command: `launch.py RECIPE ...` or `launch.py --resume RUN_DIR`
-    parser = build_parser()
+    parser = build_parser(argv[0] if argv else None)
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
