@@ -49,7 +49,7 @@ launch:
     return path
 
 
-def launch(*args: str, timeout: int = 900) -> subprocess.CompletedProcess:
+def launch(*args: str, timeout: int = 1800) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "launch.py", *args], cwd=REPO, capture_output=True, text=True, timeout=timeout)
 
 
@@ -68,7 +68,7 @@ METHODS = {
     "lora": ("lora", 2e-3, ""),
     "qlora": ("qlora", 2e-3, ""),
     "full": ("full", 1e-4, ""),
-    "galore": ("galore", 1e-3, "  rank: 32\n  update_proj_gap: 4\n"),
+    "galore": ("galore", 1e-3, "  rank: 16\n  update_proj_gap: 4\n  target_modules: [q_proj, v_proj, up_proj]\n"),
     "neftune": ("lora", 2e-3, "  neftune_noise_alpha: 5\n"),
 }
 
