@@ -63,7 +63,9 @@ def _distributed_type(recipe: Recipe, num_processes: int) -> str:
     if recipe.launch.deepspeed != "none":
         return "DEEPSPEED"
     if num_processes > 1 or recipe.launch.num_machines > 1:
-        return "MULTI_CPU" if recipe.launch.device == "cpu" else "MULTI_GPU"
+        # On one machine, accelerate's MULTI_CPU launcher starts a single process (it leaves the ranks
+        # to mpirun); MULTI_GPU starts them with torchrun, and use_cpu keeps them off CUDA (--rehearse).
+        return "MULTI_CPU" if recipe.launch.device == "cpu" and recipe.launch.num_machines > 1 else "MULTI_GPU"
     return "NO"
 
 
