@@ -33,7 +33,7 @@ STAGES = ("preprocess", "train", "eval", "report")
 # ---------------------------------------------------------------- planning
 
 
-def print_plan(recipe: Recipe, rendered: Rendered) -> None:
+def print_plan(recipe: Recipe, rendered: Rendered, stages: list[str], train_module: str) -> None:
     facts = models.lookup(recipe.model)
     table = Table(title=f"Plan for {recipe.name}", show_header=False)
     table.add_column("", style="bold")
@@ -44,8 +44,8 @@ def print_plan(recipe: Recipe, rendered: Rendered) -> None:
     table.add_row("training", f"{t.max_steps} steps" if t.max_steps else f"{t.epochs:g} epochs")
     table.add_row("device", f"{recipe.launch.device} x {rendered.num_processes} process(es), deepspeed {recipe.launch.deepspeed}")
     table.add_row("settings", f"{t.precision}, attention {t.attention}, packing {t.sample_packing}, liger {t.liger}")
-    table.add_row("stages", " -> ".join(STAGES))
-    table.add_row("train command", "(in the run directory) " + shlex.join(train_command(recipe, rendered.num_processes)))
+    table.add_row("stages", " -> ".join(s for s in STAGES if s in stages))
+    table.add_row("train command", "(in the run directory) " + shlex.join(train_command(recipe, rendered.num_processes, train_module)))
     table.add_row("files", ", ".join(rendered.files))
     if facts is not None:
         est = estimate_memory(recipe, facts)
@@ -74,7 +74,7 @@ def new_run_dir(runs_dir: Path, name: str) -> Path:
     return run_dir
 
 
-def find_resume_dir(resume: str, runs_dir: Path, recipe_path: str | None) -> Path:
+def find_resume_dir(resume: str, runs_dir: Path, recipe_path: str | None, rehearse: bool = False) -> Path:
     if resume != "latest":
         run_dir = Path(resume)
         if not (run_dir / "manifest.json").is_file():
@@ -83,6 +83,8 @@ def find_resume_dir(resume: str, runs_dir: Path, recipe_path: str | None) -> Pat
     if recipe_path is None:
         raise MedtuneError("--resume latest needs the RECIPE too, to know which runs/<name>/ to look in")
     name = yaml.safe_load(Path(recipe_path).read_text()).get("name")
+    if rehearse:  # rehearsals keep their own folder (medtune/rehearse.py names them so)
+        name = f"{name}-rehearsal"
     candidates = sorted(p.parent for p in (runs_dir / str(name)).glob("*/manifest.json"))
     if not candidates:
         raise MedtuneError(f"--resume latest: no earlier run of '{name}' under {runs_dir / str(name)}")
@@ -156,30 +158,48 @@ def _inputs(stage: str, run_dir: Path, recipe: Recipe, rendered: Rendered) -> st
 
 def run_recipe(args: argparse.Namespace) -> int:
     if args.resume:
-        run_dir = find_resume_dir(args.resume, args.runs_dir, args.recipe)
+        run_dir = find_resume_dir(args.resume, args.runs_dir, args.recipe, getattr(args, "rehearse", False))
         old = RunManifest(run_dir)
         recipe_path = Path(old.data.get("recipe_source") or run_dir / "recipe.yaml")
         overrides = old.data.get("overrides", []) + list(args.set)
         recipe, _ = load(run_dir / "recipe.yaml", overrides)
-        recipe_dir = recipe_path.parent
     else:
+        run_dir = None
         recipe_path = Path(args.recipe)
         overrides = list(args.set)
         recipe, _ = load(recipe_path, overrides)
-        recipe_dir = recipe_path.resolve().parent
+        if recipe.sweep is not None:  # every point becomes a run of its own through run_one
+            from .sweep_run import run_sweep
+
+            return run_sweep(args, recipe_path, recipe)
+    return run_one(args, recipe, recipe_path, overrides, run_dir)
+
+
+def run_one(args: argparse.Namespace, recipe: Recipe, recipe_path: Path, overrides: list[str],
+            run_dir: Path | None = None) -> int:
+    """Run the selected stages of one validated recipe in run_dir: a new one when None or empty, else a resume."""
+    recipe_dir = recipe_path.resolve().parent
     rehearse = getattr(args, "rehearse", False)
     if rehearse:
         from .rehearse import rehearsal_recipe
 
         recipe = rehearsal_recipe(recipe)
     rendered = render(recipe)
+    default_stages = ["preprocess", "train"] if rehearse else list(STAGES)
+    selected = args.stages.split(",") if args.stages else default_stages
+    unknown = [s for s in selected if s not in STAGES]
+    if unknown:
+        raise MedtuneError(f"--stages: unknown stage(s) {', '.join(unknown)}; choose from {', '.join(STAGES)}")
+    # A rehearsal trains through a small shim that adapts Axolotl to CPU processes (medtune/rehearse.py).
+    train_module = "medtune.rehearse_child" if rehearse else "axolotl.cli.train"
     if args.dry_run:
-        print_plan(recipe, rendered)
+        print_plan(recipe, rendered, selected, train_module)
         return 0
     preflight.check(recipe)
 
-    if not args.resume:
+    if run_dir is None:
         run_dir = new_run_dir(args.runs_dir, recipe.name)
+    if not (run_dir / "recipe.yaml").exists():
         shutil.copyfile(recipe_path, run_dir / "recipe.yaml")
     (run_dir / "recipe.resolved.yaml").write_text(yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False))
     rendered.write(run_dir)
@@ -188,13 +208,6 @@ def run_recipe(args: argparse.Namespace) -> int:
     manifest.start(recipe.name, sha256_file(run_dir / "recipe.yaml"), recipe.training.seed, sys.argv)
     console.print(f"[bold]run directory:[/bold] {run_dir}")
 
-    default_stages = ["preprocess", "train"] if rehearse else list(STAGES)
-    selected = args.stages.split(",") if args.stages else default_stages
-    unknown = [s for s in selected if s not in STAGES]
-    if unknown:
-        raise MedtuneError(f"--stages: unknown stage(s) {', '.join(unknown)}; choose from {', '.join(STAGES)}")
-    # A rehearsal trains through a small shim that adapts Axolotl to CPU processes (medtune/rehearse.py).
-    train_module = "medtune.rehearse_child" if rehearse else "axolotl.cli.train"
     try:
         for stage in STAGES:
             if stage not in selected:
