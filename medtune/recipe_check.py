@@ -33,6 +33,9 @@ def read_yaml(path: Path) -> dict:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         detail = getattr(exc, "problem", None) or str(exc)
+        context, start = getattr(exc, "context", None), getattr(exc, "context_mark", None)
+        if context and start is not None and (mark is None or start.line != mark.line):
+            detail += f" ({context} at line {start.line + 1})"  # where the unclosed thing began
         raise RecipeError(label, [Problem(label, f"broken YAML at {where}{detail}")]) from None
     if raw is None:
         raise RecipeError(label, [Problem(label, "the file is empty; a recipe needs at least name, model and data")])
@@ -215,6 +218,7 @@ def _axolotl_override_problems(raw: dict) -> list[Problem]:
 def load(path: str | Path, overrides: Iterable[str] = ()) -> tuple[Recipe, dict]:
     """The validated recipe and the raw mapping it came from; RecipeError listing every problem otherwise."""
     path = Path(path)
+    overrides = list(overrides)  # read twice when the recipe has a sweep
     raw = read_yaml(path)
     problems = apply_overrides(raw, overrides)
     base_dir = path.resolve().parent
@@ -231,6 +235,10 @@ def load(path: str | Path, overrides: Iterable[str] = ()) -> tuple[Recipe, dict]
         problems += _method_problems(recipe)
         if not any(p.path.startswith("method.name") for p in problems):
             problems += _combination_problems(recipe)
+    if recipe is not None and recipe.sweep is not None and not problems:
+        from .sweep import sweep_problems  # each point is loaded like --set overrides of this file
+
+        problems += sweep_problems(path, overrides, recipe)
     if problems:
         raise RecipeError(str(path), problems)
     return recipe, raw
