@@ -118,6 +118,47 @@ def _run_report(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------- compare, chat, export
+
+
+def _add_compare(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR", help="run directories evaluated on the same test set")
+    p.add_argument("--out", type=Path, metavar="DIR", help="where the CSV/XLSX/Markdown/PNG files go (default: runs/compare-<timestamp>/)")
+
+
+def _run_compare(args: argparse.Namespace) -> int:
+    from .compare import compare_runs, default_out
+
+    compare_runs(args.run_dirs, args.out or default_out())
+    return 0
+
+
+def _add_chat(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a run directory whose train stage has finished")
+    p.add_argument("--cli", action="store_true", help="chat in the terminal (reads one question per line from a pipe)")
+    p.add_argument("--max-new-tokens", type=int, default=256, help="longest answer in tokens (default: 256)")
+    p.add_argument("--temperature", type=float, default=0.0, help="0 answers greedily (the default); higher samples")
+    p.add_argument("--port", type=int, default=7860, help="port of the web page on 127.0.0.1 (default: 7860)")
+
+
+def _run_chat(args: argparse.Namespace) -> int:
+    from .chat import run_chat
+
+    return run_chat(args)
+
+
+def _add_export(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a run directory whose train stage has finished")
+    p.add_argument("--out", type=Path, metavar="DIR", help="folder for the merged model (default: RUN_DIR/export/)")
+
+
+def _run_export(args: argparse.Namespace) -> int:
+    from .export import export_run
+
+    export_run(args.run_dir, args.out)
+    return 0
+
+
 def _lazy(module: str, attr: str) -> Callable:
     """Import a command's module only when that command runs (ML imports take seconds)."""
 
@@ -144,6 +185,10 @@ COMMANDS: dict[str, Command] = {
         _lazy(".preprocess.cli", "add_arguments"),
         _lazy(".preprocess.cli", "run"),
     ),
+    "compare": Command("compare runs in one table (base and tuned, every metric with its interval): console, CSV, XLSX, Markdown, plots",
+                       _add_compare, _run_compare),
+    "chat": Command("chat with a run's tuned model: a local web page, or the terminal with --cli", _add_chat, _run_chat),
+    "export": Command("merge a run's LoRA adapter into full weights and save them with the tokenizer", _add_export, _run_export),
 }
 
 

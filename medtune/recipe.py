@@ -13,6 +13,7 @@ from .evaluate.spec import EvalSpec
 from .methods import COMMON_OPTIONS, METHODS
 from .preprocess.spec import DataSpec
 from .schema_base import Strict
+from .sweep import SweepSpec
 
 Attention = Literal["auto", "flash_attention_2", "sdpa", "eager", "flex_attention", "none"]
 # Backends whose packed batches keep samples apart (flash/flex via position ids, sdpa/eager via a
@@ -141,6 +142,9 @@ class Recipe(Strict):
     """Hardware and distribution."""
     eval: EvalSpec = EvalSpec()
     """What to measure on base and tuned models."""
+    sweep: SweepSpec | None = None
+    """Run the recipe once per point (a grid of overrides and/or named points), each as its own run, then
+    compare them and name the best (see the README's "Compare, sweep, chat")."""
     axolotl: dict[str, Any] = {}
     """Raw Axolotl config keys for anything the schema does not model; checked against Axolotl's own
     schema and applied last, over the rendered config."""

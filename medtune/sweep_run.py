@@ -1,0 +1,159 @@
+"""Run every point of a recipe's sweep as its own run, then compare the runs and name the best point.
+
+A failed point is recorded and the sweep goes on; the sweep's own folder (runs/<name>/<timestamp>/)
+holds sweep.json (points, their run directories, status, best) and the comparison.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+from rich.table import Table
+
+from .console import console, err_console
+from .errors import MedtuneError, Problem, RecipeError
+from .manifest import now
+from .recipe import Recipe
+from .sweep import TRAINING_METRICS, Point, expand, point_overrides
+
+
+def _prepare(recipe_path: Path, recipe: Recipe, base: list[str]) -> list[tuple[Point, Recipe, list[str]]]:
+    """Load, render and pre-flight every point before any of them runs: a bad point fails now, not hours in."""
+    from . import preflight
+    from .recipe_check import load
+    from .render import render
+
+    prepared, problems = [], []
+    for point in expand(recipe.sweep):
+        overrides = point_overrides(recipe.name, point, base)
+        try:
+            point_recipe, _ = load(recipe_path, overrides)
+            render(point_recipe)
+        except RecipeError as exc:
+            problems += [Problem(f"sweep point {point.label}: {p.path}", p.message, p.given, p.allowed, p.suggestion)
+                         for p in exc.problems]
+            continue
+        prepared.append((point, point_recipe, overrides))
+    if problems:
+        raise RecipeError(str(recipe_path), problems)
+    for _, point_recipe, _ in prepared:
+        preflight.check(point_recipe)
+    return prepared
+
+
+def _check_stages(recipe: Recipe, args: argparse.Namespace) -> None:
+    """Before any point's run directory exists: the stages are known, and they measure the sweep's metric."""
+    from .pipeline import STAGES
+
+    stages = args.stages.split(",") if args.stages else ([] if getattr(args, "rehearse", False) else ["eval"])
+    unknown = [s for s in stages if s not in STAGES]
+    if unknown:
+        raise MedtuneError(f"--stages: unknown stage(s) {', '.join(unknown)}; choose from {', '.join(STAGES)}")
+    metric = recipe.sweep.metric
+    if metric and metric not in TRAINING_METRICS and "eval" not in stages:
+        raise MedtuneError(f"sweep.metric {metric!r} comes from the eval stage, which --stages {args.stages or '(rehearsal)'} leaves out; "
+                           f"run eval too, or pick the best by {' or '.join(TRAINING_METRICS)}")
+
+
+def _print_points(recipe: Recipe, prepared: list) -> None:
+    table = Table(title=f"Sweep {recipe.name}: {len(prepared)} points, each run as {recipe.name}.<point>")
+    table.add_column("point", overflow="fold")
+    table.add_column("overrides", overflow="fold")
+    for point, _, _ in prepared:
+        table.add_row(point.label, ", ".join(f"{k}={json.dumps(v)}" for k, v in point.overrides.items()))
+    console.print(table)
+
+
+def _save(path: Path, data: dict) -> None:
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
+    os.replace(tmp, path)
+
+
+def _run_points(args, recipe_path: Path, prepared: list, summary: dict, summary_path: Path) -> bool:
+    """Run each point; returns False when the user interrupted the sweep."""
+    from .pipeline import new_run_dir, run_one
+
+    for i, (point, point_recipe, overrides) in enumerate(prepared, 1):
+        console.rule(f"[bold]sweep point {i}/{len(prepared)}: {point.label}")
+        run_dir = new_run_dir(args.runs_dir, point_recipe.name)
+        entry = {"label": point.label, "overrides": point.overrides, "run_dir": str(run_dir), "status": "running", "started": now()}
+        summary["points"].append(entry)
+        _save(summary_path, summary)
+        started = time.monotonic()
+        try:
+            code = run_one(args, point_recipe, recipe_path, overrides, run_dir)
+            entry["status"] = "done" if code == 0 else "interrupted"
+        except KeyboardInterrupt:
+            entry["status"] = "interrupted"
+        except MedtuneError as exc:
+            entry.update(status="failed", error=str(exc)[:2000])
+            err_console.print(f"sweep point {point.label} failed: {exc}", style="red", markup=False)
+        except Exception as exc:  # one crashed point must not lose the rest of the sweep; the traceback is shown
+            entry.update(status="failed", error=f"{type(exc).__name__}: {exc}"[:2000])
+            err_console.print_exception(max_frames=8)
+        entry["seconds"] = round(time.monotonic() - started, 1)
+        _save(summary_path, summary)
+        if entry["status"] == "interrupted":
+            return False
+    return True
+
+
+def _finish(recipe: Recipe, summary: dict, sweep_dir: Path) -> None:
+    """Compare the finished points in sweep_dir and record the best one by the sweep's metric."""
+    from .compare import best_row, compare_runs
+
+    done = [e for e in summary["points"] if e["status"] == "done"]
+    if not done:
+        return
+    labels = {Path(e["run_dir"]): e["label"] for e in done}
+    comparison = compare_runs(list(labels), sweep_dir, labels, title=f"Sweep {recipe.name}")
+    summary["comparison"] = [str(p) for p in comparison.files]
+    metric = recipe.sweep.metric
+    if metric is None:
+        return
+    minimize = recipe.sweep.best_is_min()
+    best = best_row(comparison, metric, minimize)
+    if best is None:
+        console.print(f"[yellow]no finished point has {metric!r}; columns measured: {', '.join(comparison.columns)}[/yellow]")
+        return
+    entry = next(e for e in done if e["label"] == best.label)
+    summary["best"] = {"label": best.label, "metric": metric, "mode": "min" if minimize else "max",
+                       "value": best.values[metric]["mean"], "run_dir": entry["run_dir"]}
+    console.print(f"[bold green]best point: {best.label}[/bold green] ({metric} = {best.values[metric]['mean']:.4f}, "
+                  f"{'lowest' if minimize else 'highest'}) -> {entry['run_dir']}")
+
+
+def run_sweep(args: argparse.Namespace, recipe_path: Path, recipe: Recipe) -> int:
+    from .pipeline import new_run_dir
+
+    _check_stages(recipe, args)
+    prepared = _prepare(recipe_path, recipe, list(args.set))
+    _print_points(recipe, prepared)
+    if args.dry_run:
+        return 0
+    sweep_dir = new_run_dir(args.runs_dir, recipe.name)
+    summary_path = sweep_dir / "sweep.json"
+    summary = {"recipe": recipe.name, "recipe_source": str(recipe_path.resolve()), "overrides": list(args.set),
+               "metric": recipe.sweep.metric, "created": now(), "status": "running", "points": []}
+    console.print(f"[bold]sweep directory:[/bold] {sweep_dir}")
+    completed = _run_points(args, recipe_path, prepared, summary, summary_path)
+    try:
+        _finish(recipe, summary, sweep_dir)
+    finally:
+        failed = [e["label"] for e in summary["points"] if e["status"] == "failed"]
+        summary["status"] = "interrupted" if not completed else ("failed points" if failed else "done")
+        summary["updated"] = now()
+        _save(summary_path, summary)
+    if not completed:
+        console.print(f"[yellow]sweep interrupted; finished points are in {summary_path}[/yellow]")
+        return 130
+    if failed:
+        err_console.print(f"{len(failed)} of {len(prepared)} sweep points failed: {', '.join(failed)} (see {summary_path})",
+                          style="red", markup=False)
+        return 1
+    console.print(f"[green]sweep done[/green]: {summary_path}")
+    return 0
