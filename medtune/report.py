@@ -64,6 +64,10 @@ def _fmt(value: float | None) -> str:
     return f"{value:.4f}" if abs(value) < 100 else f"{value:.1f}"
 
 
+def _with_ci(value: float | None, ci: list | None) -> str:
+    return _fmt(value) + (f" [{_fmt(ci[0])}, {_fmt(ci[1])}]" if ci else "")
+
+
 def metric_rows(metrics: dict) -> tuple[list[str], list[list[str]]]:
     """Header and rows (base, tuned, delta) of the open-ended metrics table, as text cells."""
     models = {m: _scalar_metrics(v) for m, v in metrics.get("models", {}).items()}
@@ -83,10 +87,15 @@ def metric_rows(metrics: dict) -> tuple[list[str], list[list[str]]]:
             cells.append(text)
         rows.append(cells)
     if "base" in models and "tuned" in models:
+        paired = metrics.get("deltas", {})  # tuned minus base per question, with its own bootstrap interval
         delta = ["tuned - base"]
         for name in names:
             b, t = models["base"].get(name), models["tuned"].get(name)
-            delta.append(f"{t['mean'] - b['mean']:+.4f}" if b and t else "-")
+            if name in paired and paired[name].get("ci"):
+                lo, hi = paired[name]["ci"]
+                delta.append(f"{paired[name]['mean']:+.4f} [{lo:+.4f}, {hi:+.4f}]")
+            else:
+                delta.append(f"{t['mean'] - b['mean']:+.4f}" if b and t else "-")
         rows.append(delta)
     return header, rows
 
@@ -97,7 +106,8 @@ def suite_rows(metrics: dict) -> tuple[list[str], list[list[str]]]:
     for suite, per_model in sorted(metrics.get("suites", {}).items()):
         for model in [m for m in MODEL_ORDER if m in per_model]:
             entry = per_model[model]
-            rows.append([suite, model, _fmt(entry.get("acc")), _fmt(entry.get("gen_acc")), _fmt(entry.get("baseline")),
+            rows.append([suite, model, _with_ci(entry.get("acc"), entry.get("acc_ci")),
+                         _with_ci(entry.get("gen_acc"), entry.get("gen_acc_ci")), _fmt(entry.get("baseline")),
                          str(entry.get("n", "-"))])
     return header, rows
 
