@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 
 from medtune.evaluate import generate as gen
 from medtune.evaluate.loading import ModelRef, load
@@ -24,14 +23,7 @@ QUESTIONS = ["What is gout?", "Which vitamin deficiency causes scurvy, and how i
              "Is aspirin an anticoagulant?", "What organ produces insulin?"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """One intra-op thread: on a 2-core machine shared with other jobs, two threads wait on each other at
-    every op (measured 3-7x slower here); the answers are the same either way."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 

@@ -24,14 +24,7 @@ DISCLAIMER = ("This information is for general education and is not a substitute
               "Consult a healthcare professional about your own situation.")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """One intra-op thread: on a 2-core machine shared with other jobs, two threads wait on each other at
-    every op (measured 3-7x slower here); the answers are the same either way."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import lm_eval
 import pytest
-import torch
 import yaml
 
 from medtune.evaluate import suites
@@ -18,14 +17,7 @@ HARNESS_TASKS = Path(lm_eval.__file__).parent / "tasks"
 LIMIT = 4  # per suite (per subject for MMLU); both runs score every prompt token: 8 costs ~140 s on 2 cores
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """One intra-op thread: on a 2-core machine shared with other jobs, two threads wait on each other at
-    every op (measured 3-7x slower here); the answers are the same either way."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 
