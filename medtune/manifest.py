@@ -1,7 +1,6 @@
 """The run manifest (manifest.json): how a run was made and how far it got, rewritten atomically after each change."""
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import platform
@@ -13,23 +12,12 @@ from pathlib import Path
 from typing import Any
 
 from .paths import REPO_ROOT
+from .preprocess.hashing import sha256_file, sha256_text  # noqa: F401  (one implementation, re-exported)
 
 PACKAGES = ("medtune", "axolotl", "torch", "transformers", "peft", "trl", "accelerate", "datasets", "deepspeed",
             "bitsandbytes", "lm-eval", "rouge-score", "sacrebleu", "bert-score", "deepeval")
 # Environment variables whose values never go into a manifest or a log we write.
 SECRET_MARKERS = ("TOKEN", "KEY", "SECRET", "PASSWORD")
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def sha256_text(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def package_versions() -> dict[str, str | None]:

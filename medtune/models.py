@@ -19,6 +19,7 @@ from pathlib import Path
 import yaml
 
 from .paths import TEMPLATES_DIR, cache_dir
+from .preprocess.hashing import sha256_file
 
 # Bump when the conversion's output changes, so old cache entries are not reused.
 CONVERTER_VERSION = 2
@@ -81,14 +82,6 @@ def gguf_source(facts: ModelFacts) -> Path | None:
     return path if path.is_file() else None
 
 
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 @lru_cache(maxsize=None)
 def converted_dir(key: str) -> Path | None:
     """Where the converted copy of a PyPI-shipped catalog model lives (whether or not it exists yet)."""
@@ -96,7 +89,7 @@ def converted_dir(key: str) -> Path | None:
     gguf = gguf_source(facts)
     if gguf is None:
         return None
-    ident = f"{_file_sha256(gguf)}:{CONVERTER_VERSION}:{facts.eos_token}:{facts.pad_token}"
+    ident = f"{sha256_file(gguf)}:{CONVERTER_VERSION}:{facts.eos_token}:{facts.pad_token}"
     return cache_dir() / "models" / f"{key}-{hashlib.sha256(ident.encode()).hexdigest()[:12]}"
 
 
