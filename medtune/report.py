@@ -117,7 +117,7 @@ def _rich(title: str, header: list[str], rows: list[list[str]]) -> Table:
     for col in header:
         table.add_column(col, overflow="fold")
     for row in rows:
-        table.add_row(*row, style="bold" if row[0] == "tuned - base" else None)
+        table.add_row(*row)
     return table
 
 
@@ -275,7 +275,9 @@ def build_report(run_dir: Path, show: bool = True) -> list[Path]:
     written.append(out / "report.md")
 
     if show:
-        console.print(_rich("Held-out questions: base vs tuned (mean [95% CI])", m_header, m_rows))
+        # Metrics as rows, models as columns: it stays readable in an 80-column terminal.
+        transposed = [[name, *(row[i] for row in m_rows)] for i, name in enumerate(m_header) if i > 0]
+        console.print(_rich("Held-out questions: base vs tuned (mean [95% CI])", ["metric", *(r[0] for r in m_rows)], transposed))
         if s_rows:
             console.print(_rich("Benchmark suites", s_header, s_rows))
         console.print(f"report: {out / 'report.md'}")
