@@ -56,11 +56,10 @@ training:
   warmup_ratio: 0.0
   micro_batch_size: {BATCH}
   sequence_len: {SEQ}
-  save_steps: 100000
+  save_steps: 100000           # no checkpoint or validation pass inside the timed loop,
+  eval_steps: 100000           # so both sides time training alone
 launch:
   device: cpu
-axolotl:
-  eval_strategy: "no"
 """)
     return path
 
