@@ -13,6 +13,11 @@ os.environ["WANDB_MODE"] = "disabled"
 os.environ["DEEPEVAL_TELEMETRY_OPT_OUT"] = "YES"
 os.environ["TOKENIZERS_PARALLELISM"] = "false"
 
+# DeepSpeed (imported by Axolotl) binds a logging handler to sys.stdout the first time it is imported.
+# Imported here, that is pytest's session-long stream; first imported inside a test using capsys, it
+# would keep that test's stream, closed afterwards, and a later DeepSpeed log line would crash the run.
+import deepspeed.utils.logging  # noqa: E402,F401
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 
