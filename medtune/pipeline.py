@@ -21,6 +21,7 @@ from . import models, preflight
 from .console import console
 from .errors import MedtuneError
 from .manifest import RunManifest, sha256_file, sha256_text
+from .preprocess.hashing import fingerprint_files
 from .plan import estimate_memory
 from .recipe import Recipe
 from .recipe_check import load
@@ -138,7 +139,7 @@ def _stage_report(run_dir: Path, recipe: Recipe) -> dict:
 
 def _dir_hash(folder: Path, pattern: str) -> str:
     files = sorted(p for p in folder.glob(pattern) if p.is_file()) if folder.is_dir() else []
-    return sha256_text("\n".join(f"{p.relative_to(folder)}:{sha256_file(p)}" for p in files))
+    return fingerprint_files(files, folder)
 
 
 def _inputs(stage: str, run_dir: Path, recipe: Recipe, rendered: Rendered) -> str:
