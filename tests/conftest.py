@@ -17,6 +17,10 @@ os.environ["TOKENIZERS_PARALLELISM"] = "false"
 # Imported here, that is pytest's session-long stream; first imported inside a test using capsys, it
 # would keep that test's stream, closed afterwards, and a later DeepSpeed log line would crash the run.
 import deepspeed.utils.logging  # noqa: E402,F401
+# Importing axolotl.cli reconfigures logging (dictConfig), which closes every handler already registered;
+# absl's handler (from rouge-score) then closes the stream it holds, pytest's capture file, and the run
+# loses its stdout/stderr. Configured here, before any test imports absl, nothing is there to close.
+import axolotl.cli  # noqa: E402,F401
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
