@@ -73,6 +73,27 @@ def _save(path: Path, data: dict) -> None:
     os.replace(tmp, path)
 
 
+def share_base_generations(done_runs: list[Path], run_dir: Path) -> int:
+    """Copy the base model's held-out generations of finished points into a new point's eval store.
+
+    Every point evaluates the same base model; its answers are reused only where the eval stage would
+    make them again: a stored line counts only when its fingerprint (base weights, prompt tokens,
+    max_new_tokens) matches, so a point with another test set or eval setting generates afresh.
+    Returns how many lines were copied.
+    """
+    from .evaluate.store import GenerationStore
+
+    lines = {}
+    for done in done_runs:
+        source = done / "eval" / "generations.jsonl"
+        if source.is_file():
+            for key, record in GenerationStore(source).records_of_model("base").items():
+                lines.setdefault(key, record)
+    if lines:
+        GenerationStore(run_dir / "eval" / "generations.jsonl").append(list(lines.values()))
+    return len(lines)
+
+
 def _run_points(args, recipe_path: Path, prepared: list, summary: dict, summary_path: Path) -> bool:
     """Run each point; returns False when the user interrupted the sweep."""
     from .pipeline import new_run_dir, run_one
@@ -80,6 +101,9 @@ def _run_points(args, recipe_path: Path, prepared: list, summary: dict, summary_
     for i, (point, point_recipe, overrides) in enumerate(prepared, 1):
         console.rule(f"[bold]sweep point {i}/{len(prepared)}: {point.label}")
         run_dir = new_run_dir(args.runs_dir, point_recipe.name)
+        shared = share_base_generations([Path(e["run_dir"]) for e in summary["points"] if e["status"] == "done"], run_dir)
+        if shared:
+            console.print(f"[dim]base model: {shared} answers from earlier points reused where prompts and settings match[/dim]")
         entry = {"label": point.label, "overrides": point.overrides, "run_dir": str(run_dir), "status": "running", "started": now()}
         summary["points"].append(entry)
         _save(summary_path, summary)

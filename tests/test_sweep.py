@@ -197,6 +197,25 @@ def test_a_failed_point_is_recorded_and_the_sweep_goes_on(tmp_path: Path, monkey
     assert dict(zip(table["row"], table["train_loss"])) == losses
 
 
+def test_later_points_reuse_the_base_answers_only_where_fingerprints_match(tmp_path: Path):
+    from medtune.evaluate.store import GenerationStore
+    from medtune.sweep_run import share_base_generations
+
+    done = tmp_path / "point1"
+    GenerationStore(done / "eval" / "generations.jsonl").append([
+        {"model": "base", "set": "test", "id": "q1", "fingerprint": "f1", "output": "base answer"},
+        {"model": "base", "set": "suite:pubmedqa", "id": "p1", "fingerprint": "f2", "output": "yes"},
+        {"model": "tuned", "set": "test", "id": "q1", "fingerprint": "f3", "output": "tuned answer"},
+    ])
+    new = tmp_path / "point2"
+    assert share_base_generations([done, tmp_path / "failed-point-without-eval"], new) == 2
+    store = GenerationStore(new / "eval" / "generations.jsonl")
+    assert store.get("base", "test", "q1", "f1")["output"] == "base answer"
+    assert store.get("base", "suite:pubmedqa", "p1", "f2")["output"] == "yes"
+    assert store.get("base", "test", "q1", "another prompt or setting") is None  # generated afresh by the eval stage
+    assert store.records("tuned", "test") == {}  # each point's tuned model is its own
+
+
 # ---------------------------------------------------------------- running (real SmolLM2)
 
 
@@ -239,6 +258,12 @@ def test_real_2x2_sweep_on_smollm2(tmp_path: Path):
     assert dict(zip(tuned["row"], tuned["train_loss"])) == pytest.approx(final_loss)
     assert (table["kind"] == "base").sum() == (1 if with_eval else 0)  # one shared base row when eval ran
     if with_eval:
+        # The base model answered once: later points reused its stored answers instead of generating again.
+        assert "answers from earlier points reused" in proc.stdout
+        for point in summary["points"]:
+            lines = (Path(point["run_dir"]) / "eval" / "generations.jsonl").read_text().splitlines()
+            base_ids = [json.loads(line)["id"] for line in lines if json.loads(line)["model"] == "base"]
+            assert len(base_ids) == len(set(base_ids)) == 2
         base = table[table["kind"] == "base"].iloc[0]
         assert base["runs"] == "; ".join(p["label"] for p in summary["points"])
         for point in summary["points"]:

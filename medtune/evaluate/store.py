@@ -51,3 +51,7 @@ class GenerationStore:
 
     def records(self, model: str, set_name: str) -> dict[str, dict]:
         return {key[2]: rec for key, rec in self._records.items() if key[0] == model and key[1] == set_name}
+
+    def records_of_model(self, model: str) -> dict[tuple[str, str], dict]:
+        """Every newest line of one model label, keyed by (item set, item id)."""
+        return {(key[1], key[2]): rec for key, rec in self._records.items() if key[0] == model}
