@@ -217,12 +217,20 @@ def best_row(comparison: Comparison, metric: str, minimize: bool) -> Row | None:
 
 
 def print_table(comparison: Comparison, title: str = "Comparison") -> None:
-    header, rows = text_rows(comparison)
-    table = Table(title=title)
-    for col in header:
-        table.add_column(col, overflow="fold")
-    for row in rows:
-        table.add_row(*row, style="dim" if row[1] == "base" else None)
+    """Metrics as rows and models as columns: a terminal fits five models far better than twelve metrics.
+
+    Each cell is the mean over its interval; the files (CSV, XLSX, Markdown) keep one row per model.
+    """
+    table = Table(title=title, show_lines=True)
+    table.add_column("metric", no_wrap=True)
+    for row in comparison.rows:
+        if row.kind == "base":
+            name = row.label.replace("base ", "base\n", 1)
+        else:
+            name = row.label if row.method in row.label else f"{row.label}\n({row.method})"
+        table.add_column(name, justify="right", overflow="fold", style="dim" if row.kind == "base" else None)
+    for column in comparison.columns:
+        table.add_row(column, *(cell(row, column).replace(" [", "\n[", 1) for row in comparison.rows))
     console.print(table)
     missing = [r.label for r in comparison.runs if r.metrics is None]
     if missing:
