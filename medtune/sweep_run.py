@@ -44,11 +44,18 @@ def _prepare(recipe_path: Path, recipe: Recipe, base: list[str]) -> list[tuple[P
     return prepared
 
 
+def _stages(args: argparse.Namespace) -> list[str]:
+    """The stages named by --stages; without it ["eval"] stands for the whole pipeline (a rehearsal has no eval)."""
+    if args.stages:
+        return args.stages.split(",")
+    return [] if getattr(args, "rehearse", False) else ["eval"]
+
+
 def _check_stages(recipe: Recipe, args: argparse.Namespace) -> None:
     """Before any point's run directory exists: the stages are known, and they measure the sweep's metric."""
     from .pipeline import STAGES
 
-    stages = args.stages.split(",") if args.stages else ([] if getattr(args, "rehearse", False) else ["eval"])
+    stages = _stages(args)
     unknown = [s for s in stages if s not in STAGES]
     if unknown:
         raise MedtuneError(f"--stages: unknown stage(s) {', '.join(unknown)}; choose from {', '.join(STAGES)}")
@@ -101,7 +108,8 @@ def _run_points(args, recipe_path: Path, prepared: list, summary: dict, summary_
     for i, (point, point_recipe, overrides) in enumerate(prepared, 1):
         console.rule(f"[bold]sweep point {i}/{len(prepared)}: {point.label}")
         run_dir = new_run_dir(args.runs_dir, point_recipe.name)
-        shared = share_base_generations([Path(e["run_dir"]) for e in summary["points"] if e["status"] == "done"], run_dir)
+        done = [Path(e["run_dir"]) for e in summary["points"] if e["status"] == "done"]
+        shared = share_base_generations(done, run_dir) if "eval" in _stages(args) else 0
         if shared:
             console.print(f"[dim]base model: {shared} answers from earlier points reused where prompts and settings match[/dim]")
         entry = {"label": point.label, "overrides": point.overrides, "run_dir": str(run_dir), "status": "running", "started": now()}
