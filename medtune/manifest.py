@@ -45,6 +45,16 @@ def git_state() -> dict[str, Any]:
     return {"commit": commit, "dirty": bool(status) if status is not None else None}
 
 
+def write_json_atomic(path: Path, data: Any, **dumps: Any) -> None:
+    """Write JSON through a temporary file and a rename, so a reader (or a crash) never sees half a file.
+
+    `dumps` overrides json.dumps options (default: indent=2, default=str).
+    """
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, **{"indent": 2, "default": str, **dumps}) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
 def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
@@ -99,6 +109,4 @@ class RunManifest:
         self.save()
 
     def save(self) -> None:
-        tmp = self.path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(self.data, indent=2, default=str) + "\n")
-        os.replace(tmp, self.path)
+        write_json_atomic(self.path, self.data)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from pathlib import Path
 
@@ -15,7 +14,7 @@ from rich.table import Table
 
 from .console import console, err_console
 from .errors import MedtuneError, Problem, RecipeError
-from .manifest import now
+from .manifest import now, write_json_atomic
 from .recipe import Recipe
 from .sweep import TRAINING_METRICS, Point, expand, point_overrides
 
@@ -74,12 +73,6 @@ def _print_points(recipe: Recipe, prepared: list) -> None:
     console.print(table)
 
 
-def _save(path: Path, data: dict) -> None:
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
-
-
 def share_base_generations(done_runs: list[Path], run_dir: Path) -> int:
     """Copy the base model's held-out generations of finished points into a new point's eval store.
 
@@ -114,7 +107,7 @@ def _run_points(args, recipe_path: Path, prepared: list, summary: dict, summary_
             console.print(f"[dim]base model: {shared} answers from earlier points reused where prompts and settings match[/dim]")
         entry = {"label": point.label, "overrides": point.overrides, "run_dir": str(run_dir), "status": "running", "started": now()}
         summary["points"].append(entry)
-        _save(summary_path, summary)
+        write_json_atomic(summary_path, summary)
         started = time.monotonic()
         try:
             code = run_one(args, point_recipe, recipe_path, overrides, run_dir)
@@ -128,7 +121,7 @@ def _run_points(args, recipe_path: Path, prepared: list, summary: dict, summary_
             entry.update(status="failed", error=f"{type(exc).__name__}: {exc}"[:2000])
             err_console.print_exception(max_frames=8)
         entry["seconds"] = round(time.monotonic() - started, 1)
-        _save(summary_path, summary)
+        write_json_atomic(summary_path, summary)
         if entry["status"] == "interrupted":
             return False
     return True
@@ -179,7 +172,7 @@ def run_sweep(args: argparse.Namespace, recipe_path: Path, recipe: Recipe) -> in
         failed = [e["label"] for e in summary["points"] if e["status"] == "failed"]
         summary["status"] = "interrupted" if not completed else ("failed points" if failed else "done")
         summary["updated"] = now()
-        _save(summary_path, summary)
+        write_json_atomic(summary_path, summary)
     if not completed:
         console.print(f"[yellow]sweep interrupted; finished points are in {summary_path}[/yellow]")
         return 130

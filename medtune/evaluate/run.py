@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..manifest import write_json_atomic
 from . import suite_scores
 from .generate import Request, generate_missing
 from .judge import judge_answers, make_judge
@@ -167,12 +168,6 @@ def _paired_deltas(per_item: dict[str, list[dict]], spec: EvalSpec) -> dict:
     return deltas
 
 
-def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False, default=float) + "\n", encoding="utf-8")
-    tmp.replace(path)  # a reader never sees half a metrics file
-
-
 def evaluate_run(run_dir: Path, spec: EvalSpec, *, base_model: str, tuned: str | None,
                  tuned_kind: TunedKind | None, system_prompt: str | None, disclaimer_text: str | None,
                  show_progress: bool = True) -> dict:
@@ -221,5 +216,5 @@ def evaluate_run(run_dir: Path, spec: EvalSpec, *, base_model: str, tuned: str |
         "n_test_items": len(rows), "system_prompt": system_prompt, "disclaimer_text": disclaimer_text,
         "seconds": {label: {k: round(v, 2) for k, v in out.seconds.items()} for label, out in outputs.items()},
     }
-    _write_json(eval_dir / "metrics.json", metrics)
+    write_json_atomic(eval_dir / "metrics.json", metrics, ensure_ascii=False, default=float)
     return metrics
