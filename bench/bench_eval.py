@@ -45,7 +45,7 @@ def one_at_a_time(model, tokenizer, prompts: list[list[int]], max_new_tokens: in
     """The seeds' way: model.generate on each question alone, no batching, no padding."""
     import torch
 
-    from medtune.evaluate.generate import stop_ids
+    from medtune.evaluate.generate import stop_ids, trim_at_stop
 
     stops = stop_ids(model, tokenizer)
     outputs = []
@@ -53,8 +53,7 @@ def one_at_a_time(model, tokenizer, prompts: list[list[int]], max_new_tokens: in
         ids = torch.tensor([prompt])
         out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens,
                              do_sample=False, eos_token_id=stops, pad_token_id=tokenizer.pad_token_id)
-        new = out[0, len(prompt):].tolist()
-        outputs.append(next((new[:i] for i, tok in enumerate(new) if tok in stops), new))
+        outputs.append(trim_at_stop(out[0, len(prompt):].tolist(), stops)[0])
     return outputs
 
 
@@ -73,12 +72,9 @@ def logit_drift(model, prompts: list[list[int]], pad: int) -> dict:
     forward (positions from the mask, as generate computes them) against each prompt alone."""
     import torch
 
-    width = max(map(len, prompts))
-    ids = torch.full((len(prompts), width), pad)
-    mask = torch.zeros_like(ids)
-    for row, prompt in enumerate(prompts):
-        ids[row, width - len(prompt):] = torch.tensor(prompt)
-        mask[row, width - len(prompt):] = 1
+    from medtune.evaluate.generate import left_padded
+
+    ids, mask = left_padded(prompts, pad)
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
     with torch.inference_mode():
         batched = model(input_ids=ids, attention_mask=mask, position_ids=positions).logits[:, -1].float()
@@ -101,7 +97,7 @@ def main() -> int:
 
     import torch
 
-    from medtune.evaluate.generate import Request, generate_missing, prompt_ids
+    from medtune.evaluate.generate import Request, generate_batch, generate_missing, prompt_ids
     from medtune.evaluate.loading import ModelRef, load
     from medtune.evaluate.store import GenerationStore
 
@@ -124,8 +120,6 @@ def main() -> int:
 
     # Untimed warm-up of both paths at their shapes: the first batched pass in a process measured ~40% slower
     # than the next ones (kernel and allocator warm-up), which belongs to neither path's steady speed.
-    from medtune.evaluate.generate import generate_batch
-
     generate_batch(model, tokenizer, sorted(prompts, key=len, reverse=True)[:args.batch_size], 4)
     one_at_a_time(model, tokenizer, prompts[:1], 4)
     # Batched before and after the one-at-a-time loop, its time the mean of both: the two paths then see the

@@ -38,11 +38,23 @@ def stop_ids(model, tokenizer) -> list[int]:
     return sorted(i for i in ids if i is not None)
 
 
-def _trim(ids: list[int], stops: list[int]) -> tuple[list[int], bool]:
+def trim_at_stop(ids: list[int], stops: list[int]) -> tuple[list[int], bool]:
+    """The tokens before the first end-of-turn token, and whether one came."""
     for pos, tok in enumerate(ids):
         if tok in stops:
             return ids[:pos], True
     return ids, False
+
+
+def left_padded(prompts: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token ids and attention mask with every prompt right-aligned, so each row's next token is the last column."""
+    width = max(len(p) for p in prompts)
+    input_ids = torch.full((len(prompts), width), pad, dtype=torch.long)
+    attention = torch.zeros((len(prompts), width), dtype=torch.long)
+    for row, ids in enumerate(prompts):
+        input_ids[row, width - len(ids):] = torch.tensor(ids)
+        attention[row, width - len(ids):] = 1
+    return input_ids, attention
 
 
 @torch.inference_mode()
@@ -56,12 +68,8 @@ def generate_batch(model, tokenizer, prompts: list[list[int]], max_new_tokens: i
 
     stops = stop_ids(model, tokenizer)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stops[0]
-    width = max(len(p) for p in prompts)
-    input_ids = torch.full((len(prompts), width), pad, dtype=torch.long)
-    attention = torch.zeros((len(prompts), width), dtype=torch.long)
-    for row, ids in enumerate(prompts):
-        input_ids[row, width - len(ids):] = torch.tensor(ids)
-        attention[row, width - len(ids):] = 1
+    input_ids, attention = left_padded(prompts, pad)
+    width = input_ids.shape[1]
     # A preallocated (static) KV cache where the architecture supports one: the default cache concatenates
     # every layer's keys and values at every step, measured as a quarter of a 32-row decode step on CPU.
     # No auto-compilation: batches of differing prompt width would recompile.
@@ -70,7 +78,7 @@ def generate_batch(model, tokenizer, prompts: list[list[int]], max_new_tokens: i
                               cache_implementation="static" if static else None, disable_compile=True)
     device = next(model.parameters()).device
     out = model.generate(input_ids=input_ids.to(device), attention_mask=attention.to(device), generation_config=config)
-    return [_trim(row[width:].tolist(), stops) for row in out]
+    return [trim_at_stop(row[width:].tolist(), stops) for row in out]
 
 
 def generate_one(model, tokenizer, prompt: list[int], max_new_tokens: int) -> tuple[list[int], bool]:
