@@ -65,6 +65,33 @@ def test_batched_left_padded_generation_equals_one_question_at_a_time(smollm2):
         assert tokenizer.eos_token_id not in ids and (stopped or len(ids) == 10)
 
 
+def test_cpu_grouped_query_attention_gives_stock_sdpa_answers(smollm2):
+    """The attention that skips sdpa's KV-cache copy (evaluate.attention) is the one eval loads, and changes nothing."""
+    import torch
+
+    from medtune.evaluate import attention
+
+    model, tokenizer = smollm2
+    assert model.config._attn_implementation == attention.NAME
+    assert model.config.num_key_value_heads < model.config.num_attention_heads  # SmolLM2 really is grouped
+    prompts = [gen.prompt_ids(tokenizer, [{"role": "user", "content": q}]) for q in QUESTIONS]
+    ids, mask = gen.left_padded(prompts, tokenizer.pad_token_id)
+
+    def logits_and_answers():
+        with torch.inference_mode():
+            logits = model(input_ids=ids, attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0)).logits
+        return logits[mask.bool()], gen.generate_batch(model, tokenizer, prompts, max_new_tokens=12)
+
+    grouped_logits, grouped_answers = logits_and_answers()
+    model.set_attn_implementation("sdpa")
+    try:
+        stock_logits, stock_answers = logits_and_answers()
+    finally:
+        model.set_attn_implementation(attention.NAME)
+    assert grouped_answers == stock_answers
+    assert torch.allclose(grouped_logits, stock_logits, rtol=0, atol=1e-5)
+
+
 def test_store_cuts_a_half_written_line_and_keys_by_fingerprint(tmp_path):
     path = tmp_path / "generations.jsonl"
     good = {"model": "base", "set": "test", "id": "a", "fingerprint": "f1", "output": "x"}

@@ -72,6 +72,14 @@ def device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def _grouped_query_attention(model) -> None:
+    """On CPU, sdpa without its per-step copy of the KV cache for grouped-query models (see evaluate.attention)."""
+    from .attention import register
+
+    if model.config._attn_implementation == "sdpa" and model._can_set_attn_implementation():
+        model.set_attn_implementation(register())
+
+
 def load(ref: ModelRef):
     """The model (eval mode, on the device) and the tokenizer it was trained with."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -92,6 +100,8 @@ def load(ref: ModelRef):
         # Merged into the base weights: the same model up to float rounding, and generation no longer
         # pays the adapter's extra matmuls and Python hooks on every layer (about 2x on CPU).
         model = PeftModel.from_pretrained(model, ref.adapter).merge_and_unload()
+    if device().type == "cpu":
+        _grouped_query_attention(model)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token  # only used to fill padding positions, which are masked
     return model.to(device()).eval(), tokenizer
