@@ -22,6 +22,13 @@ def _proj_shapes(f: ModelFacts) -> dict[str, tuple[int, int]]:
     }
 
 
+def matmul_params(f: ModelFacts) -> int:
+    """Weights that take part in a matrix multiply per token: every projection plus the LM head (the input
+    embedding is a lookup). The N of the usual 6N training FLOPs per token."""
+    per_layer = sum(rows * cols for rows, cols in _proj_shapes(f).values())
+    return per_layer * f.num_layers + f.vocab_size * f.hidden_size
+
+
 def lora_params(f: ModelFacts, rank: int, targets: list[str] | tuple[str, ...]) -> int:
     shapes = _proj_shapes(f)
     per_layer = sum(rank * (shapes[t][0] + shapes[t][1]) for t in targets if t in shapes)
