@@ -29,7 +29,7 @@ class MethodSpec(Strict):
     alpha: int | None = Field(default=None, gt=0)
     """LoRA scaling numerator (the update is scaled by alpha / rank)."""
     dropout: float | None = Field(default=None, ge=0.0, lt=1.0)
-    """Dropout on the LoRA path; regularizes small datasets. On CPU its random masks cost ~30% of a
+    """Dropout on the LoRA path; regularizes small datasets. On CPU its random masks cost 10-30% of a
     training step (0 turns it off)."""
     target_modules: list[str] | None = None
     """Modules that get adapters (LoRA) or projected optimizer states (GaLore); default: the
