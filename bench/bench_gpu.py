@@ -253,6 +253,9 @@ def main() -> int:
                        else REPO / "bench" / "results" / "gpu.json")
     overrides = TINY_TRAINING + ["launch.device=cpu"] if args.tiny else []
     recipes = [load_recipe(REPO / path, overrides)[0] for path in args.recipes]
+    mixed = [r.name for r in recipes if r.model != recipes[0].model]
+    if mixed:  # checked before building a model: one architecture per run
+        raise SystemExit(f"{', '.join(mixed)} train another model than {recipes[0].model}: one architecture per run")
     liger_installed = importlib.util.find_spec("liger_kernel") is not None
     flash_installed = importlib.util.find_spec("flash_attn") is not None
 
@@ -263,8 +266,6 @@ def main() -> int:
         params = random_model_folder(config, folder, device)
         facts = facts_for(config, params, recipes[0].model)
         for recipe in recipes:
-            if recipe.model != recipes[0].model:
-                raise SystemExit(f"{recipe.name} trains {recipe.model}, not {recipes[0].model}: one architecture per run")
             liger = bool(recipe.training.liger) and liger_installed
             if liger:
                 from liger_kernel.transformers import apply_liger_kernel_to_llama

@@ -4,8 +4,9 @@ transformers' `sdpa` attention repeats every key/value head for its query heads 
 KV cache, per layer, per step) whenever an attention mask is present, because on CUDA a mask together
 with `enable_gqa` sends torch to its slow math kernel. Batched evaluation always has a mask (left
 padding, the static cache's unfilled tail), and on CPU torch's flash kernel takes both: the same
-result (bit for bit where we measured it), without the copy. SmolLM2-135M has 9 query heads on 3 key/value heads; at 32 rows the copy was three
-quarters of the attention time (2.3 ms vs 0.5 ms per layer per step, measured on the 2-core VM).
+result (bit for bit where we measured it), without the copy. SmolLM2-135M has 9 query heads on 3
+key/value heads; at 32 rows the copy was three quarters of the attention time (2.3 ms vs 0.5 ms per
+layer per step, measured on the 2-core VM).
 """
 from __future__ import annotations
 
