@@ -160,8 +160,8 @@ def run_training(run_dir: Path, recipe: Recipe, num_processes: int, env_extra: d
                  module: str = "axolotl.cli.train") -> TrainResult:
     cmd = train_command(recipe, num_processes, module)
     env = child_env(env_extra)
-    if module.startswith("medtune."):  # the ranks start in the run directory, where medtune is not on the path
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    # The ranks start in the run directory, where medtune (its Axolotl plugin, its rank modules) is not on the path.
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
     result = run_logged(cmd, run_dir, run_dir / "train" / "train.log", env)
     if result.returncode != 0:
         raise TrainingFailed(

@@ -1,0 +1,90 @@
+"""An Axolotl plugin that every rendered config with sample packing lists: train every packed row, every epoch.
+
+Axolotl 0.19's packing sampler packs each epoch's shuffled rows first-fit into bins of `sequence_len`
+tokens, groups `micro_batch_size` bins per step, and then
+  - drops the last group when it has fewer bins than `micro_batch_size`, and
+  - cuts the epoch to the fewest groups any of four trial packings produced (another shuffle can need a
+    bin more), with the trainer's step count fixed beforehand from that same floor.
+Rows in the bins left over were never trained: 2% of the demo's answer tokens, and up to a step's worth
+of rows in any recipe.
+
+On one process this plugin gives the trainer a sampler that packs first-fit-decreasing (longest rows
+first: the same bins every epoch, at least as tight), shuffles the bins each epoch, and yields all of
+them, the last smaller group included; the trainer then counts its steps from that sampler. With
+several processes Axolotl's behaviour stays: every rank must take the same number of steps.
+"""
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+import torch
+from axolotl.integrations.base import BasePlugin
+from axolotl.utils.samplers.multipack import MultipackBatchSampler, pack_group
+from torch.utils.data import RandomSampler
+
+NAME = "medtune.axolotl_plugin.EveryRowPacking"
+
+
+class EveryRowSampler(MultipackBatchSampler):
+    """Packs once, longest rows first; each epoch yields every bin, in a new random order."""
+
+    _bins: list[list[int]] | None = None
+
+    def packed_bins(self) -> list[list[int]]:
+        if self._bins is None:
+            order = np.argsort(-self.lengths, kind="stable")
+            packed = pack_group(self.lengths[order], 0, self.batch_max_len, len(order),
+                                self.bin_size or self.batch_max_len, False)
+            self._bins = [[int(order[i]) for i in b] for b in packed]
+        return self._bins
+
+    def generate_batches(self, set_stats: bool = False) -> list[list[list[int]]]:
+        if self._batches is not None:
+            return self._batches
+        bins = self.packed_bins()
+        # The global generator, as RandomSampler uses: the trainer seeds it, a resumed run restores it.
+        shuffled = [bins[i] for i in torch.randperm(len(bins)).tolist()]
+        self._batches = [shuffled[i:i + self.batch_size] for i in range(0, len(shuffled), self.batch_size)]
+        if set_stats:
+            self.total_tokens_used += int(self.lengths.sum())
+            self.total_token_slots += len(bins) * self.batch_max_len
+        return self._batches
+
+    def __iter__(self):
+        return iter(self.generate_batches(set_stats=True))
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.packed_bins()) / self.batch_size)
+
+
+def every_row(sampler: MultipackBatchSampler) -> MultipackBatchSampler:
+    """The training sampler that yields every packed row of an epoch, built from Axolotl's."""
+    if not isinstance(sampler.sampler, RandomSampler):
+        # A fixed order (curriculum_sampling) packs the same way every epoch: keep Axolotl's packing,
+        # without dropping the last group or cutting the epoch short.
+        sampler.drop_last = False
+        sampler._batches = None
+        sampler._len_across_ranks = len(sampler.generate_batches(set_stats=False))
+        return sampler
+    return EveryRowSampler(sampler.sampler, batch_size=sampler.batch_size, batch_max_len=sampler.batch_max_len,
+                           lengths=sampler.lengths, bin_size=sampler.bin_size, drop_last=False)
+
+
+class EveryRowPacking(BasePlugin):
+    """Axolotl plugin (listed under `plugins:` by medtune's templates); see the module docstring."""
+
+    def post_trainer_create(self, cfg, trainer):
+        if not cfg.sample_packing or int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            return
+        axolotl_sampler = trainer._get_train_sampler
+
+        def train_sampler(*args, **kwargs):
+            sampler = axolotl_sampler(*args, **kwargs)
+            return every_row(sampler) if isinstance(sampler, MultipackBatchSampler) else sampler
+
+        trainer._get_train_sampler = train_sampler
+        if not cfg.max_steps:
+            # Axolotl set max_steps from its floor estimate; -1 lets the trainer count the sampler's steps.
+            trainer.args.max_steps = -1
