@@ -1,7 +1,8 @@
 """An Axolotl plugin that every rendered config with sample packing lists: train every packed row, every epoch.
 
 Axolotl 0.19's packing sampler packs each epoch's shuffled rows first-fit into bins of `sequence_len`
-tokens, groups `micro_batch_size` bins per step, and then
+tokens, groups `micro_batch_size` bins per step (with flash attention: one bin of micro_batch_size x
+sequence_len tokens per step), and then
   - drops the last group when it has fewer bins than `micro_batch_size`, and
   - cuts the epoch to the fewest groups any of four trial packings produced (another shuffle can need a
     bin more), with the trainer's step count fixed beforehand from that same floor.
@@ -9,9 +10,10 @@ Rows in the bins left over were never trained: 2% of the demo's answer tokens, a
 of rows in any recipe.
 
 On one process this plugin gives the trainer a sampler that packs first-fit-decreasing (longest rows
-first: the same bins every epoch, at least as tight), shuffles the bins each epoch, and yields all of
-them, the last smaller group included; the trainer then counts its steps from that sampler. With
-several processes Axolotl's behaviour stays: every rank must take the same number of steps.
+first: the same bins every epoch; 88 for the demo's rows where Axolotl's needed 90-91), shuffles the
+bins each epoch, and yields all of them, the last smaller group included; the trainer then counts its
+steps from that sampler. With several processes Axolotl's behaviour stays: every rank must take the
+same number of steps.
 """
 from __future__ import annotations
 

@@ -156,6 +156,19 @@ def trainer_history(train_dir: Path) -> list[dict]:
     return json.loads(states[-1].read_text()).get("log_history", [])
 
 
+def split_answer_tokens(run_dir: Path) -> int:
+    """Answer tokens (the ones trained on) in Axolotl's tokenized copy of the run's training split.
+
+    Set beside the trainer's last `tokens/trainable`, it tells whether one epoch trained every row.
+    """
+    from datasets import load_from_disk
+
+    rows = len((run_dir / "data" / "train.jsonl").read_text().splitlines())
+    prepared = [load_from_disk(str(p)) for p in (run_dir / "train" / "prepared").glob("*/") if (p / "state.json").is_file()]
+    train_set = next(d for d in prepared if len(d) == rows and "length" in d.column_names)
+    return sum(sum(1 for t in labels if t != -100) for labels in train_set["labels"])
+
+
 def run_training(run_dir: Path, recipe: Recipe, num_processes: int, env_extra: dict[str, str] | None = None,
                  module: str = "axolotl.cli.train") -> TrainResult:
     cmd = train_command(recipe, num_processes, module)

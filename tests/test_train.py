@@ -182,7 +182,7 @@ def test_packed_epoch_trains_every_row(tmp_path: Path):
     ~20 demo rows of ~135 tokens pack three to a 512-token sequence, seven sequences in all: Axolotl's own
     sampler would train one batch of four and drop the last three (8 of the rows).
     """
-    from datasets import load_from_disk
+    from medtune.train import split_answer_tokens
 
     recipe = tmp_path / "t-epoch.yaml"
     recipe.write_text(f"""name: t-epoch
@@ -205,12 +205,7 @@ launch:
     proc = launch(str(recipe), "--stages", "preprocess,train", "--runs-dir", str(runs))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     run_dir = only_run_dir(runs)
-    rows = len((run_dir / "data" / "train.jsonl").read_text().splitlines())
-    prepared = [load_from_disk(str(p)) for p in (run_dir / "train" / "prepared").glob("*/")]
-    train_set = next(d for d in prepared if len(d) == rows)
-    answer_tokens = sum(sum(1 for t in labels if t != -100) for labels in train_set["labels"])
-
     history = json.loads((run_dir / "train" / "history.json").read_text())
     steps = [h for h in history if "loss" in h]
     assert len(steps) == 2  # ceil(7 packed sequences / 4 per step)
-    assert steps[-1]["tokens/trainable"] == answer_tokens
+    assert steps[-1]["tokens/trainable"] == split_answer_tokens(run_dir)
