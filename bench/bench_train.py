@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Benchmark: training throughput, the seeds' way against medtune's, side by side in one run.
 
-    python bench/bench_train.py [--rows 36] [--packed-per-step 1] [--lora-dropout 0.05] [--data ../shared/data/medquad]
+    python bench/bench_train.py [--rows 28] [--packed-per-step 1] [--lora-dropout 0.05] [--data ../shared/data/medquad]
 
 Both sides train SmolLM2-135M-Instruct with the same LoRA settings (the demo recipe's) on the same MedQuAD training rows
 (real lengths, preprocessed once by medtune), one epoch, on CPU:
@@ -150,8 +150,8 @@ def run_seed_style(model_dir: str, train_rows: list[dict], midway) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rows", type=int, default=36,
-                        help="MedQuAD rows sampled for training (default 36, to keep `make bench` short)")
+    parser.add_argument("--rows", type=int, default=28,
+                        help="MedQuAD rows sampled for training (default 28, to keep `make bench` short)")
     parser.add_argument("--lora-dropout", type=float, default=LORA["dropout"],
                         help="LoRA dropout on both sides (default: the demo recipe's 0.05)")
     parser.add_argument("--packed-per-step", type=int, default=1,

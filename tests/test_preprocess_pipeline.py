@@ -70,6 +70,15 @@ def test_split_is_80_10_10_seeded_and_reproducible(tmp_path):
     assert len(ids) == len(set(ids)) == 200
 
 
+def test_a_small_share_of_few_rows_still_holds_out_one_and_zero_holds_out_none(tmp_path):
+    # 2% of 25 rounds to 0: an empty validation file would stop training, so one row is held out.
+    fx.write_custom_csv(tmp_path / "qa.csv", rows=many_rows(25))
+    few = prepare(spec({"source": str(tmp_path / "qa.csv")}, split={"val": 0.02, "test": 0.0}), tmp_path / "few")
+    assert few["counts"] == {"train": 24, "val": 1, "test": 0}
+    none = prepare(spec({"source": str(tmp_path / "qa.csv")}, split={"val": 0.0, "test": 0.0}), tmp_path / "none")
+    assert none["counts"] == {"train": 25, "val": 0, "test": 0}
+
+
 def test_normalized_duplicates_are_dropped_and_variants_never_straddle_splits(tmp_path):
     rows = many_rows(60)
     rows += [("QUESTION NUMBER 3", "answer number 3", "odd")]  # same after normalization: dropped

@@ -179,8 +179,9 @@ def test_gpu_recipe_fails_preflight_on_cpu(tmp_path: Path):
 def test_packed_epoch_trains_every_row(tmp_path: Path):
     """One epoch with packing: every answer token of the training split is trained, the last small batch included.
 
-    ~20 demo rows of ~135 tokens pack three to a 512-token sequence, seven sequences in all: Axolotl's own
-    sampler would train one batch of four and drop the last three (8 of the rows).
+    ~22 demo rows of ~135 tokens pack about three to a 512-token sequence, 5-8 sequences: Axolotl's own
+    sampler would train one batch of four and drop the rest. No validation split (`val: 0`), which the
+    rendered config must then leave out.
     """
     from medtune.train import split_answer_tokens
 
@@ -193,7 +194,7 @@ data:
     - source: medquad
       path: {DEMO_CSV}
       limit: 24
-  split: {{val: 0.1, test: 0.1, seed: 3}}
+  split: {{val: 0.0, test: 0.1, seed: 3}}
 training:
   epochs: 1
   micro_batch_size: 4
@@ -207,5 +208,6 @@ launch:
     run_dir = only_run_dir(runs)
     history = json.loads((run_dir / "train" / "history.json").read_text())
     steps = [h for h in history if "loss" in h]
-    assert len(steps) == 2  # ceil(7 packed sequences / 4 per step)
+    assert len(steps) == 2  # ceil(5-8 packed sequences / 4 per step)
+    assert not any("eval_loss" in h for h in history)
     assert steps[-1]["tokens/trainable"] == split_answer_tokens(run_dir)

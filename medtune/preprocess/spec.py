@@ -28,9 +28,11 @@ class SourceSpec(Strict):
 
 class SplitSpec(Strict):
     val: float = Field(default=0.1, ge=0.0, lt=1.0)
-    """Share of records held out for validation loss during training."""
+    """Share of records held out for validation loss during training (at least one row when not 0; 0: no
+    validation pass)."""
     test: float = Field(default=0.1, ge=0.0, lt=1.0)
-    """Share held out for evaluation (ignored where a source has an official test split)."""
+    """Share held out for evaluation (ignored where a source has an official test split; at least one row
+    when not 0)."""
     seed: int = 42
     """Seed of the shuffle that makes the split; the same seed gives the same split."""
     official: bool = True

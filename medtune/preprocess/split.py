@@ -22,6 +22,14 @@ def _held_out(a: str, b: str) -> str:
     return a if HELD_OUT_RANK[a] >= HELD_OUT_RANK[b] else b
 
 
+def _rows(share: float, n: int) -> int:
+    """Rows a share of n holds out: at least one when the share is not 0 and n leaves rows to train on
+    (a validation file with no rows would stop training)."""
+    if share <= 0:
+        return 0
+    return max(1, round(share * n)) if n > 2 else round(share * n)
+
+
 def split_source(records: list[Record], spec: SplitSpec, salt: str) -> dict[str, str]:
     """Group key -> split for one training source.
 
@@ -41,8 +49,8 @@ def split_source(records: list[Record], spec: SplitSpec, salt: str) -> dict[str,
     n_free = sum(sizes[key] for key in free)
     tags = {r.split for r in records} if official else set()
     want = {
-        "test": 0 if "test" in tags else round(spec.test * n_free),
-        "val": 0 if "val" in tags else round(spec.val * n_free),
+        "test": 0 if "test" in tags else _rows(spec.test, n_free),
+        "val": 0 if "val" in tags else _rows(spec.val, n_free),
     }
     random.Random(f"{spec.seed}/{salt}").shuffle(free)
     assigned = dict(pinned)
