@@ -9,7 +9,7 @@ from .records import YES_NO_MAYBE, Record, letter
 from .spec import DisclaimerSpec
 from .text import normalize
 
-FORMATTER_VERSION = 1
+FORMATTER_VERSION = 2  # 2: a non-zero val/test share holds out at least one row
 
 MC_INSTRUCTION = "Answer with the letter of the correct option."
 YES_NO_INSTRUCTION = "Answer yes, no or maybe, then explain."
