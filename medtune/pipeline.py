@@ -106,6 +106,11 @@ def _stage_preprocess(run_dir: Path, recipe: Recipe, recipe_dir: Path) -> dict:
                   f"(cache {manifest.get('cache', 'miss')})")
     if counts["train"] == 0:
         raise MedtuneError("preprocess left no training rows; see data/manifest.json for what was dropped and why")
+    if counts["val"] == 0 and recipe.data.split.val > 0:
+        # The rendered config validates on data/val.jsonl, and Axolotl stops on an empty file.
+        raise MedtuneError(f"preprocess left no validation rows (data.split.val is {recipe.data.split.val:g}; "
+                           f"held-out rows longer than training.sequence_len: {manifest['too_long_by_split'].get('val', 0)}): "
+                           "raise data.split.val, or set it to 0 to train without a validation pass")
     return {"counts": counts}
 
 
