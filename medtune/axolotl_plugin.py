@@ -26,9 +26,6 @@ from axolotl.integrations.base import BasePlugin
 from axolotl.utils.samplers.multipack import MultipackBatchSampler, pack_group
 from torch.utils.data import RandomSampler
 
-NAME = "medtune.axolotl_plugin.EveryRowPacking"
-
-
 class EveryRowSampler(MultipackBatchSampler):
     """Packs once, longest rows first; each epoch yields every bin, in a new random order."""
 

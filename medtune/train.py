@@ -157,7 +157,7 @@ def trainer_history(train_dir: Path) -> list[dict]:
 
 
 def split_answer_tokens(run_dir: Path) -> int:
-    """Answer tokens (the ones trained on) in Axolotl's tokenized copy of the run's training split.
+    """Answer tokens (the ones trained on) in Axolotl's tokenized copy of the run's training split (with packing).
 
     Set beside the trainer's last `tokens/trainable`, it tells whether one epoch trained every row.
     """
