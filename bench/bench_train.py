@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Benchmark: training throughput, the seeds' way against medtune's, side by side in one run.
 
-    python bench/bench_train.py [--rows 28] [--packed-per-step 1] [--lora-dropout 0.05] [--data ../shared/data/medquad]
+    python bench/bench_train.py [--rows 28] [--packed-per-step 1] [--val-share 0] [--lora-dropout 0.05] [--data ../shared/data/medquad]
 
 Both sides train SmolLM2-135M-Instruct with the same LoRA settings (the demo recipe's) on the same MedQuAD training rows
 (real lengths, preprocessed once by medtune), one epoch, on CPU:
@@ -42,7 +42,7 @@ BATCH = 4  # the seed-style batch
 LR = 2e-4
 
 
-def write_recipe(folder: Path, data: Path, rows: int, packed_per_step: int) -> Path:
+def write_recipe(folder: Path, data: Path, rows: int, packed_per_step: int, val_share: float = 0.0) -> Path:
     path = folder / "bench-medtune.yaml"
     path.write_text(f"""# python launch.py {path}
 name: bench-medtune
@@ -53,7 +53,7 @@ data:
     - source: medquad
       path: {data}
       limit: {rows}
-  split: {{val: 0.0, test: 0.0, seed: 7}}  # no validation pass: both sides time training alone
+  split: {{val: {val_share}, test: 0.0, seed: 7}}  # default 0: no validation split
 training:
   epochs: 1
   learning_rate: {LR}
@@ -62,6 +62,7 @@ training:
   micro_batch_size: {packed_per_step}
   sequence_len: {SEQ}
   save_steps: 100000           # no checkpoint inside the timed loop
+  eval_steps: 100000           # and no evaluation, with or without a validation split
 launch:
   device: cpu
 """)
@@ -155,6 +156,8 @@ def main() -> int:
                         help="LoRA dropout on both sides (default: the demo recipe's 0.05)")
     parser.add_argument("--packed-per-step", type=int, default=1,
                         help="medtune's micro_batch_size: packed 512-token sequences per step (default 1)")
+    parser.add_argument("--val-share", type=float, default=0.0,
+                        help="validation split held out by medtune's recipe, never evaluated in the timed loop (default 0)")
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "medquad")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "train.json")
     args = parser.parse_args()
@@ -169,7 +172,7 @@ def main() -> int:
 
     model_dir = ensure_local("smollm2-135m-instruct")
     with tempfile.TemporaryDirectory() as tmp:
-        recipe = write_recipe(Path(tmp), args.data.resolve(), args.rows, args.packed_per_step)
+        recipe = write_recipe(Path(tmp), args.data.resolve(), args.rows, args.packed_per_step, args.val_share)
         # medtune's split (preprocessed once, then cached) is what both sides train on.
         split = launch(recipe, Path(tmp) / "split", "preprocess")
         rows = [json.loads(line) for line in (split / "data" / "train.jsonl").read_text().splitlines()]
@@ -183,7 +186,8 @@ def main() -> int:
     result = {
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
-        "rows": len(rows), "sequence_len": SEQ, "micro_batch_size": {"seed_style": BATCH, "medtune": args.packed_per_step}, "lora": dict(LORA),
+        "rows": len(rows), "sequence_len": SEQ, "micro_batch_size": {"seed_style": BATCH, "medtune": args.packed_per_step},
+        "val_share": args.val_share, "lora": dict(LORA),
         "seed_style": seed, "medtune": medtune, "speedup_real_tokens_per_s": ratio,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
