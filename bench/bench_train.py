@@ -98,12 +98,6 @@ def run_medtune(recipe: Path, runs: Path) -> dict:
             "padded_tokens": max((h.get("tokens/total", 0) for h in history), default=0)}
 
 
-def real_tokens(tokenizer, rows: list[dict]) -> tuple[int, list[list[int]]]:
-    ids = [tokenizer.apply_chat_template(r["messages"], tokenize=True, return_dict=False) for r in rows]
-    ids = [i if isinstance(i, list) else i["input_ids"] for i in ids]
-    return sum(min(len(i), SEQ) for i in ids), ids
-
-
 def run_seed_style(model_dir: str, train_rows: list[dict], midway) -> dict:
     """The seeds' loop: HF Trainer, pad to 512, labels = inputs with padding masked, no packing.
 
@@ -117,9 +111,9 @@ def run_seed_style(model_dir: str, train_rows: list[dict], midway) -> dict:
     from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainerCallback, TrainingArguments
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    tokens, _ = real_tokens(tokenizer, train_rows)
     texts = [tokenizer.apply_chat_template(r["messages"], tokenize=False) for r in train_rows]
     enc = tokenizer(texts, padding="max_length", truncation=True, max_length=SEQ)
+    tokens = sum(sum(mask) for mask in enc["attention_mask"])  # real (non-pad) tokens, the same rows medtune packs
     labels = [[t if m else -100 for t, m in zip(ids, mask)] for ids, mask in zip(enc["input_ids"], enc["attention_mask"])]
     dataset = Dataset.from_dict({"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"], "labels": labels})
 
@@ -165,8 +159,6 @@ def main() -> int:
     if not args.data.exists():
         print(f"MedQuAD not found at {args.data}", file=sys.stderr)
         return 2
-
-    from transformers import AutoTokenizer
 
     from medtune.models import ensure_local
 
