@@ -98,7 +98,7 @@ def main() -> int:
     import torch
 
     from medtune.evaluate.generate import Request, generate_batch, generate_missing, prompt_ids
-    from medtune.evaluate.loading import ModelRef, load
+    from medtune.models.loader import ModelRef, load
     from medtune.evaluate.store import GenerationStore
 
     if args.threads:

@@ -13,7 +13,7 @@ on random token ids filling every sequence (packing's steady state: no padding),
 weights in Llama-3.2-1B's published architecture (the Hub is out of reach on the lent machines, and
 speed and memory do not depend on the weights' values). It is not Axolotl (whose install does not fit
 on those machines), so it measures the architecture x method on the device, and checks the memory
-estimate pre-flight uses (medtune.plan.estimate_memory) against what the GPU really held.
+estimate pre-flight uses (medtune.launch.plan.estimate_memory) against what the GPU really held.
 
 Per method: tokens/s over timed optimizer steps after untimed warm-up steps; model FLOPs per token
 (6N for full fine-tuning, 4N with a frozen base: forward plus the input gradients, no weight gradients;
@@ -62,7 +62,7 @@ def facts_for(config: dict, params: int, catalog_key: str):
     """ModelFacts for this architecture; for the real one, they must match the catalog's (what pre-flight uses)."""
     from dataclasses import replace
 
-    from medtune import models
+    from medtune.models import catalog as models
 
     catalog = models.lookup(catalog_key)
     facts = replace(catalog, hidden_size=config["hidden_size"], intermediate_size=config["intermediate_size"],
@@ -165,7 +165,7 @@ def measured_peak_tflops(device: str) -> float | None:
 def run_method(recipe, facts, folder: Path, device: str, steps: int, warmup: int, liger: bool, attention: str) -> dict:
     import torch
 
-    from medtune.plan import estimate_memory, matmul_params
+    from medtune.launch.plan import estimate_memory, matmul_params
 
     t = recipe.training
     if device == "cuda":
@@ -241,7 +241,7 @@ def main() -> int:
 
     import torch
 
-    from medtune.recipe_check import load as load_recipe
+    from medtune.recipe.loader import load as load_recipe
 
     device = "cuda" if torch.cuda.is_available() and not args.tiny else "cpu"
     if device == "cpu" and not args.tiny:

@@ -47,7 +47,7 @@ def main() -> int:
     if args.tokenizer:
         from transformers import AutoTokenizer
 
-        from medtune.models import ensure_local
+        from medtune.models.catalog import ensure_local
 
         tok = AutoTokenizer.from_pretrained(ensure_local(args.tokenizer))  # before MEDTUNE_CACHE moves
 

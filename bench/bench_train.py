@@ -80,7 +80,7 @@ def launch(recipe: Path, runs: Path, stages: str) -> Path:
 
 def run_medtune(recipe: Path, runs: Path) -> dict:
     """medtune's side: preprocess (cached by then) and train; the trainer's summary, checked to cover every row."""
-    from medtune.train import split_answer_tokens
+    from medtune.launch.train import split_answer_tokens
 
     started = time.perf_counter()
     run_dir = launch(recipe, runs, "preprocess,train")
@@ -160,7 +160,7 @@ def main() -> int:
         print(f"MedQuAD not found at {args.data}", file=sys.stderr)
         return 2
 
-    from medtune.models import ensure_local
+    from medtune.models.catalog import ensure_local
 
     model_dir = ensure_local("smollm2-135m-instruct")
     with tempfile.TemporaryDirectory() as tmp:

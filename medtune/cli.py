@@ -9,9 +9,12 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-from .errors import MedtuneError
+from .core.errors import MedtuneError
+
+if TYPE_CHECKING:
+    from .run.pipeline import RunOptions
 
 # Set before any ML library is imported: medical work must not phone home, and tests run offline.
 os.environ.setdefault("AXOLOTL_DO_NOT_TRACK", "1")
@@ -40,16 +43,17 @@ def _add_validate(p: argparse.ArgumentParser) -> None:
 
 
 def _run_validate(args: argparse.Namespace) -> int:
-    from .console import console, err_console, print_keys
+    from .core.console import console, err_console
+    from .recipe.keys_doc import print_keys
 
     if args.help_keys:
         print_keys(markdown=args.markdown)
         return 0
     if not args.recipes:
         raise MedtuneError("validate needs at least one RECIPE (or --help-keys)")
-    from .recipe_check import load
-    from .render import render
-    from .errors import RecipeError
+    from .recipe.loader import load
+    from .launch.render import render
+    from .core.errors import RecipeError
 
     failed = 0
     for path in args.recipes:
@@ -74,9 +78,9 @@ def _add_render(p: argparse.ArgumentParser) -> None:
 
 
 def _run_render(args: argparse.Namespace) -> int:
-    from .console import console
-    from .recipe_check import load
-    from .render import render
+    from .core.console import console
+    from .recipe.loader import load
+    from .launch.render import render
 
     recipe, _ = load(args.recipe, args.set)
     for path in render(recipe).write(args.out):
@@ -98,13 +102,36 @@ def _add_run(p: argparse.ArgumentParser) -> None:
     p.add_argument("--runs-dir", type=Path, default=Path("runs"), help="where run directories go (default: runs/)")
 
 
+def _run_options(args: argparse.Namespace) -> "RunOptions":
+    from .run.pipeline import RunOptions
+
+    stages = tuple(s.strip() for s in args.stages.split(",") if s.strip()) if args.stages else None
+    return RunOptions(stages=stages, dry_run=args.dry_run, rehearse=args.rehearse, runs_dir=args.runs_dir)
+
+
 def _run_run(args: argparse.Namespace) -> int:
-    from .pipeline import run_recipe
+    """One run, a resumed run, or a sweep of runs: the CLI decides, the run layer does the work."""
+    from .recipe.loader import load
+    from .run.pipeline import find_resume_dir, run_one
 
     if not args.recipe and not args.resume:
         raise MedtuneError("run needs a RECIPE (or --resume RUN_DIR)")
+    options = _run_options(args)
+    if args.resume:
+        run = find_resume_dir(args.resume, args.runs_dir, args.recipe, args.rehearse)
+        old = run.manifest_data()
+        # The recipe's relative paths start where the original recipe file was, not in the run directory.
+        recipe_path = Path(old.get("recipe_source") or run.recipe)
+        overrides = old.get("overrides", []) + list(args.set)
+        recipe, _ = load(run.recipe, overrides, base_dir=run.recipe_dir())
+        return run_one(options, recipe, recipe_path, overrides, run)
+    recipe_path = Path(args.recipe)
+    recipe, _ = load(recipe_path, args.set)
+    if recipe.sweep is not None:  # every point becomes a run of its own through run_one
+        from .run.sweep import run_sweep
 
-    return run_recipe(args)
+        return run_sweep(options, recipe_path, recipe, list(args.set))
+    return run_one(options, recipe, recipe_path, list(args.set))
 
 
 def _add_report(p: argparse.ArgumentParser) -> None:
@@ -112,7 +139,7 @@ def _add_report(p: argparse.ArgumentParser) -> None:
 
 
 def _run_report(args: argparse.Namespace) -> int:
-    from .report import build_report
+    from .report.run_report import build_report
 
     build_report(args.run_dir)
     return 0
@@ -127,7 +154,7 @@ def _add_compare(p: argparse.ArgumentParser) -> None:
 
 
 def _run_compare(args: argparse.Namespace) -> int:
-    from .compare import compare_runs, default_out
+    from .report.compare import compare_runs, default_out
 
     compare_runs(args.run_dirs, args.out or default_out())
     return 0
@@ -142,7 +169,7 @@ def _add_chat(p: argparse.ArgumentParser) -> None:
 
 
 def _run_chat(args: argparse.Namespace) -> int:
-    from .chat import run_chat
+    from .tools.chat import run_chat
 
     return run_chat(args)
 
@@ -153,7 +180,7 @@ def _add_export(p: argparse.ArgumentParser) -> None:
 
 
 def _run_export(args: argparse.Namespace) -> int:
-    from .export import export_run
+    from .tools.export import export_run
 
     export_run(args.run_dir, args.out)
     return 0
@@ -220,12 +247,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return COMMANDS[args.command].run(args)
     except MedtuneError as exc:
-        from .console import err_console
+        from .core.console import err_console
 
         err_console.print(str(exc), style="red", markup=False, soft_wrap=True)
         return exc.exit_code
     except KeyboardInterrupt:
-        from .console import err_console
+        from .core.console import err_console
 
         err_console.print("interrupted", style="yellow")
         return 130

@@ -28,7 +28,7 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 
 @pytest.fixture(scope="session")
 def smollm2_dir() -> Path:
-    from medtune.models import ensure_local
+    from medtune.models.catalog import ensure_local
 
     return Path(ensure_local("smollm2-135m-instruct"))
 

@@ -86,7 +86,7 @@ def test_table_values_are_the_runs_metrics(tmp_path: Path, capsys):
 
 
 def test_base_rows_split_when_the_base_model_differs(tmp_path: Path):
-    from medtune.compare import build, read_run
+    from medtune.report.compare import build, read_run
 
     a = fake_run(tmp_path, "a", LORA)
     b = fake_run(tmp_path, "b", FULL, model="../models/other", base={"rouge1": 0.1})
@@ -98,7 +98,7 @@ def test_base_rows_split_when_the_base_model_differs(tmp_path: Path):
 
 
 def test_two_runs_of_one_recipe_are_told_apart(tmp_path: Path):
-    from medtune.compare import build, read_run
+    from medtune.report.compare import build, read_run
 
     a = fake_run(tmp_path, "same", LORA)
     b = fake_run(tmp_path / "again", "same", LORA)
@@ -108,7 +108,7 @@ def test_two_runs_of_one_recipe_are_told_apart(tmp_path: Path):
 
 
 def test_different_eval_settings_get_a_note(tmp_path: Path):
-    from medtune.compare import build, read_run
+    from medtune.report.compare import build, read_run
 
     a = fake_run(tmp_path, "a", LORA)
     b = fake_run(tmp_path, "b", LORA)
@@ -133,8 +133,8 @@ def test_runs_on_different_test_sets_are_refused(tmp_path: Path):
 
 
 def test_the_manifest_hash_stands_in_for_a_missing_test_file(tmp_path: Path):
-    from medtune.compare import test_set_hash
-    from medtune.manifest import sha256_file
+    from medtune.report.compare import test_set_hash
+    from medtune.core.hashing import sha256_file
 
     a = fake_run(tmp_path, "a", LORA)
     sha = sha256_file(a / "data" / "test.jsonl")
@@ -155,7 +155,7 @@ def test_bad_run_directories_exit_2(tmp_path: Path, capsys, make, message):
 
 
 def test_a_run_without_eval_shows_its_training_loss(tmp_path: Path):
-    from medtune.compare import build, read_run
+    from medtune.report.compare import build, read_run
 
     a = fake_run(tmp_path, "a", None, loss=[1.0, 0.5])
     table = build([read_run(a)])

@@ -3,14 +3,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from medtune.keys_doc import iter_keys, readme_with_sections
+from medtune.recipe.keys_doc import iter_keys
+from medtune.tools.readme import readme_with_sections
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
 def test_readme_generated_sections_are_current():
     text = README.read_text()
-    assert readme_with_sections(text) == text, "README is stale: run `python -m medtune.keys_doc`"
+    assert readme_with_sections(text) == text, "README is stale: run `python -m medtune.tools.readme`"
 
 
 def test_every_recipe_key_is_documented():

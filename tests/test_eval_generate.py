@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from medtune.evaluate import generate as gen
-from medtune.evaluate.loading import ModelRef, load
+from medtune.models.loader import ModelRef, load
 from medtune.evaluate.perplexity import answer_span
 from medtune.evaluate.store import GenerationStore
 
@@ -66,10 +66,10 @@ def test_batched_left_padded_generation_equals_one_question_at_a_time(smollm2):
 
 
 def test_cpu_grouped_query_attention_gives_stock_sdpa_answers(smollm2):
-    """The attention that skips sdpa's KV-cache copy (evaluate.attention) is the one eval loads, and changes nothing."""
+    """The attention that skips sdpa's KV-cache copy (models.attention) is the one eval loads, and changes nothing."""
     import torch
 
-    from medtune.evaluate import attention
+    from medtune.models import attention
 
     model, tokenizer = smollm2
     assert model.config._attn_implementation == attention.NAME
@@ -108,7 +108,7 @@ _CHILD = """
 import sys, time
 from pathlib import Path
 from medtune.evaluate.generate import Request, generate_missing
-from medtune.evaluate.loading import ModelRef, load
+from medtune.models.loader import ModelRef, load
 from medtune.evaluate.store import GenerationStore
 questions = {questions!r}
 model, tokenizer = load(ModelRef("base", {model!r}))

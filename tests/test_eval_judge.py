@@ -8,7 +8,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 import pytest
 
 from medtune.evaluate import judge
-from medtune.evaluate.loading import EvalInputError
+from medtune.evaluate.errors import EvalInputError
 from medtune.evaluate.spec import EvalSpec, JudgeSpec
 
 

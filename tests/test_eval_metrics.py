@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from medtune.evaluate import metrics, stats
-from medtune.evaluate.loading import ModelRef, load
+from medtune.models.loader import ModelRef, load
 from medtune.evaluate.perplexity import answer_losses
 from medtune.evaluate.safety import carries_disclaimer
 from medtune.evaluate.suite_scores import confusion, extract_answer, majority_baseline

@@ -11,7 +11,8 @@ import pytest
 import yaml
 
 from medtune.evaluate import suites
-from medtune.evaluate.loading import EvalInputError, ModelRef, load
+from medtune.evaluate.errors import EvalInputError
+from medtune.models.loader import ModelRef, load
 
 HARNESS_TASKS = Path(lm_eval.__file__).parent / "tasks"
 LIMIT = 4  # per suite (per subject for MMLU); both runs score every prompt token: 8 costs ~140 s on 2 cores

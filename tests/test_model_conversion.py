@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from medtune import models
+from medtune.models import catalog as models
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -27,9 +27,9 @@ def test_training_labels_end_with_im_end(smollm2_dir):
     from axolotl.utils.config import normalize_config, validate_config
     from axolotl.utils.dict import DictDefault
 
-    from medtune.axolotl_check import capabilities_for
-    from medtune.recipe_check import load
-    from medtune.render import render
+    from medtune.recipe.axolotl_check import capabilities_for
+    from medtune.recipe.loader import load
+    from medtune.launch.render import render
 
     recipe, _ = load(REPO / "recipes/smollm2-135m-lora.yaml")
     caps, env = capabilities_for("cpu", 1)

@@ -6,9 +6,11 @@ from types import SimpleNamespace
 
 import pytest
 
-from medtune import models, preflight
-from medtune.plan import estimate_memory, lora_params
-from medtune.recipe_check import load
+from medtune.models import catalog as models
+
+from medtune.launch import preflight
+from medtune.launch.plan import estimate_memory, lora_params
+from medtune.recipe.loader import load
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -17,7 +17,7 @@ LIMIT = 96
 @pytest.fixture(scope="session")
 def tokenizer():
     """Loaded before the per-test cache is set, so the converted model comes from the usual cache."""
-    from medtune.models import ensure_local
+    from medtune.models.catalog import ensure_local
 
     try:
         folder = ensure_local("smollm2-135m-instruct")

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from medtune import models
-from medtune.paths import cache_dir
-from medtune.recipe_check import load
-from medtune.render import render
+from medtune.models import catalog as models
+from medtune.core.paths import cache_dir
+from medtune.recipe.loader import load
+from medtune.launch.render import render
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPES = sorted((REPO / "recipes").glob("**/*.yaml"))
@@ -67,7 +67,7 @@ def test_rendered_config_matches_snapshot(name: str):
 
 
 def test_overrides_are_validated_like_the_file(tmp_path):
-    from medtune.errors import RecipeError
+    from medtune.core.errors import RecipeError
 
     recipe, _ = load(REPO / "recipes/smollm2-135m-lora.yaml", ["training.learning_rate=1e-5", "method.rank=8"])
     assert recipe.training.learning_rate == 1e-5 and recipe.method.rank == 8

@@ -1,6 +1,6 @@
 """`launch.py RECIPE --rehearse`: a multi-GPU recipe's distributed path on 2 CPU processes.
 
-The fast tests fail when Axolotl, accelerate or DeepSpeed change under medtune/rehearse_child.py: the
+The fast tests fail when Axolotl, accelerate or DeepSpeed change under medtune/launch/rehearse_child.py: the
 gaps it fills must still be there (else the patch is dead weight) and its patches must still fill them.
 The slow test rehearses a DeepSpeed ZeRO-2 recipe through the real CLI.
 """
@@ -17,11 +17,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from medtune import rehearse_child
-from medtune.errors import RecipeError
-from medtune.recipe_check import load
-from medtune.rehearse import DEMO_DATA, rehearsal_recipe
-from medtune.render import render
+from medtune.launch import rehearse_child
+from medtune.core.errors import RecipeError
+from medtune.recipe.loader import load
+from medtune.launch.rehearse import DEMO_DATA, rehearsal_recipe
+from medtune.launch.render import render
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -164,7 +164,7 @@ def rehearse(recipe: Path, runs: Path) -> Path:
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     [run_dir] = [p.parent for p in runs.glob("*/*/manifest.json")]
     manifest = json.loads((run_dir / "manifest.json").read_text())
-    assert manifest["status"] == "done" and "medtune.rehearse_child" in manifest["stages"]["train"]["command"]
+    assert manifest["status"] == "done" and "medtune.launch.rehearse_child" in manifest["stages"]["train"]["command"]
     return run_dir
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from medtune.report import build_report
+from medtune.report.run_report import build_report
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

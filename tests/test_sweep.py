@@ -11,10 +11,10 @@ import pytest
 import yaml
 
 from medtune.cli import main
-from medtune.errors import MedtuneError, RecipeError
-from medtune.recipe_check import load
-from medtune.render import render
-from medtune.sweep import SweepSpec, expand
+from medtune.core.errors import MedtuneError, RecipeError
+from medtune.recipe.loader import load
+from medtune.launch.render import render
+from medtune.recipe.sweep import SweepSpec, expand
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO_CSV = REPO / "data" / "demo" / "medquad_demo.csv"
@@ -118,7 +118,7 @@ def test_the_metric_must_be_something_the_recipe_measures(tmp_path: Path):
 
 
 def test_a_point_names_its_run_and_is_not_itself_a_sweep(tmp_path: Path):
-    from medtune.sweep import point_overrides
+    from medtune.recipe.sweep import point_overrides
 
     path = write_recipe(tmp_path, GRID)
     recipe, _ = load(path)
@@ -130,7 +130,7 @@ def test_a_point_names_its_run_and_is_not_itself_a_sweep(tmp_path: Path):
 
 def test_matrix_recipe_points_render_and_share_their_data():
     recipe, _ = load(MATRIX)
-    from medtune.sweep import point_overrides
+    from medtune.recipe.sweep import point_overrides
 
     methods = {}
     for point in expand(recipe.sweep):
@@ -163,11 +163,12 @@ def test_stages_are_checked_before_any_point_runs(tmp_path: Path, capsys, metric
 
 
 def test_a_failed_point_is_recorded_and_the_sweep_goes_on(tmp_path: Path, monkeypatch, capsys):
-    import medtune.pipeline
+    import medtune.run.sweep
 
     losses = {"learning_rate-1e-4_rank-4": 2.0, "learning_rate-1e-4_rank-8": 1.9, "learning_rate-3e-3_rank-8": 1.4}
 
-    def fake_run_one(args, recipe, recipe_path, overrides, run_dir):
+    def fake_run_one(options, recipe, recipe_path, overrides, run):
+        run_dir = run.path
         label = recipe.name.split(".", 1)[1]
         if label == "learning_rate-3e-3_rank-4":
             raise MedtuneError("training exited with code 1")
@@ -178,7 +179,7 @@ def test_a_failed_point_is_recorded_and_the_sweep_goes_on(tmp_path: Path, monkey
         (run_dir / "train" / "history.json").write_text(json.dumps([{"loss": 3.0}, {"loss": losses[label]}]))
         return 0
 
-    monkeypatch.setattr(medtune.pipeline, "run_one", fake_run_one)
+    monkeypatch.setattr(medtune.run.sweep, "run_one", fake_run_one)
     path = write_recipe(tmp_path, GRID)
     runs = tmp_path / "runs"
     assert main([str(path), "--stages", "preprocess,train", "--runs-dir", str(runs)]) == 1
@@ -199,7 +200,7 @@ def test_a_failed_point_is_recorded_and_the_sweep_goes_on(tmp_path: Path, monkey
 
 def test_later_points_reuse_the_base_answers_only_where_fingerprints_match(tmp_path: Path):
     from medtune.evaluate.store import GenerationStore
-    from medtune.sweep_run import share_base_generations
+    from medtune.run.sweep import share_base_generations
 
     done = tmp_path / "point1"
     GenerationStore(done / "eval" / "generations.jsonl").append([

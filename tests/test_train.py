@@ -183,7 +183,7 @@ def test_packed_epoch_trains_every_row(tmp_path: Path):
     sampler would train one batch of four and drop the rest. No validation split (`val: 0`), which the
     rendered config must then leave out.
     """
-    from medtune.train import split_answer_tokens
+    from medtune.launch.train import split_answer_tokens
 
     recipe = tmp_path / "t-epoch.yaml"
     recipe.write_text(f"""name: t-epoch

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from .loading import EvalInputError
+from .errors import EvalInputError
 
 SUITE_CHOICES = ("pubmedqa", "medqa", "medmcqa", "mmlu_medical")
 
@@ -109,7 +109,7 @@ def _model_job(args: argparse.Namespace, suites: list[str]) -> dict:
 def _print_summary(metrics: dict, run_dir: Path) -> None:
     from rich.table import Table
 
-    from ..console import console
+    from ..core.console import console
 
     if metrics["models"]:
         names = sorted({name for values in metrics["models"].values() for name in values})

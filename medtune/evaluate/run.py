@@ -20,11 +20,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ..manifest import write_json_atomic
+from ..core.rundir import RunDir, write_json_atomic
 from . import suite_scores
 from .generate import Request, generate_missing
 from .judge import judge_answers, make_judge
-from .loading import EvalInputError, ModelRef, TunedKind, load, model_refs
+from .errors import EvalInputError
+from ..models.loader import ModelRef, TunedKind, load, model_refs
 from .metrics import BertScore, score_answers
 from .perplexity import AnswerLoss, answer_losses
 from .safety import carries_disclaimer
@@ -177,16 +178,16 @@ def evaluate_run(run_dir: Path, spec: EvalSpec, *, base_model: str, tuned: str |
     system_prompt is the system turn put before suite questions (test rows carry their own);
     disclaimer_text, when training appended one, turns on the disclaimer share.
     """
-    run_dir = Path(run_dir)
-    eval_dir = run_dir / "eval"
+    run = RunDir(run_dir)
+    eval_dir = run.eval
     # Every input is checked before anything is written or loaded: fail in a second, not after minutes of generation.
     refs = model_refs(base_model, tuned, tuned_kind, baseline=spec.baseline)
-    rows = load_test_rows(run_dir / "data" / "test.jsonl", spec.limit) if spec.metrics else []
+    rows = load_test_rows(run.split(TEST_SET), spec.limit) if spec.metrics else []
     if spec.suites:
         check_suite_data(spec.suite_data, spec.suites)
     if not rows and not spec.suites:
         raise EvalInputError("nothing to evaluate: eval.metrics is empty and no suites are listed")
-    store = GenerationStore(eval_dir / "generations.jsonl")
+    store = GenerationStore(run.generations)
 
     outputs = {ref.label: _run_model(ref, rows, spec, store, eval_dir, system_prompt, show_progress) for ref in refs}
 
@@ -204,17 +205,17 @@ def evaluate_run(run_dir: Path, spec: EvalSpec, *, base_model: str, tuned: str |
                 metrics["suites"].setdefault(name, {})[label] = entry
             per_item[label].extend({"model": label, "suite": suite, **row} for row in rows_out)
 
-    with (eval_dir / "per_item.jsonl").open("w", encoding="utf-8") as fh:
+    with run.per_item.open("w", encoding="utf-8") as fh:
         for records in per_item.values():
             for record in records:
                 fh.write(json.dumps(record, ensure_ascii=False) + "\n")
-    metrics["per_item"] = "eval/per_item.jsonl"
-    metrics["generations"] = "eval/generations.jsonl"
+    metrics["per_item"] = str(run.per_item.relative_to(run.path))
+    metrics["generations"] = str(run.generations.relative_to(run.path))
     metrics["config"] = {
         "eval": spec.model_dump(mode="json"),
         "models": {ref.label: {"base": ref.base, "adapter": ref.adapter, "full": ref.full} for ref in refs},
         "n_test_items": len(rows), "system_prompt": system_prompt, "disclaimer_text": disclaimer_text,
         "seconds": {label: {k: round(v, 2) for k, v in out.seconds.items()} for label, out in outputs.items()},
     }
-    write_json_atomic(eval_dir / "metrics.json", metrics, ensure_ascii=False, default=float)
+    write_json_atomic(run.metrics, metrics, ensure_ascii=False, default=float)
     return metrics

@@ -5,7 +5,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from ..schema_base import Strict
+from ..core.schema import Strict
 
 Metric = Literal["rouge", "bleu", "bertscore", "perplexity", "disclaimer", "judge"]
 Suite = Literal["pubmedqa", "medqa", "medmcqa", "mmlu_medical"]

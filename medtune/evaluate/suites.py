@@ -5,7 +5,7 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .loading import EvalInputError
+from .errors import EvalInputError
 
 TASKS_DIR = Path(__file__).parent / "tasks"
 

@@ -12,8 +12,8 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
-from ..paths import cache_dir
-from .hashing import sha256_file, sha256_text
+from ..core.paths import cache_dir
+from ..core.hashing import sha256_file, sha256_text
 
 OUTPUTS = ("train.jsonl", "val.jsonl", "test.jsonl")
 

@@ -73,7 +73,7 @@ def _tokenizer(ref: str | None, sequence_len: int | None) -> str | None:
         return None
     if not ref:
         raise PreprocessError("--sequence-len needs --tokenizer MODEL to count tokens with")
-    from ..models import ensure_local
+    from ..models.catalog import ensure_local
 
     return ensure_local(ref)
 
@@ -85,7 +85,7 @@ def _validation_message(exc: ValidationError) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..console import err_console
+    from ..core.console import err_console
     from .pipeline import prepare
     from .summary import print_summary
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import MedtuneError
+from ..core.errors import MedtuneError
 
 
 class PreprocessError(MedtuneError):

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import PreprocessError
-from .hashing import fingerprint_files
+from ..core.hashing import fingerprint_files
 from .registry import check_source, data_path, lookup
 from .sources import custom
 from .sources.base import HubData, Rows, Source, hub_fingerprint, load_hub

@@ -7,12 +7,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from . import cache, tokens
+from . import cache
+from . import tokens
 from .build import Built, build
 from .drops import total
 from .errors import PreprocessError
 from .format import FORMATTER_VERSION
-from .hashing import sha256_file
+from ..core.hashing import sha256_file
 from .inputs import Input, open_input
 from .records import SPLITS
 from .spec import DataSpec

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pydantic import Field, model_validator
 
-from ..schema_base import Strict
+from ..core.schema import Strict
 
 DEFAULT_DISCLAIMER = (
     "This information is for general education and is not a substitute for professional medical advice. "

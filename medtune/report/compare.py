@@ -1,0 +1,285 @@
+"""`launch.py compare RUN_DIR...`: one table across runs (base and tuned rows, every metric with its interval).
+
+Runs compare only when they were evaluated on the same held-out questions (the sha256 of data/test.jsonl);
+a base model evaluated the same way in several runs is one row, not one per run.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from rich.table import Table
+
+from ..core.console import console
+from ..core.errors import MedtuneError
+from ..core.rundir import RunDir
+from ..core.hashing import sha256_file, sha256_text
+
+TRAINING_COLUMNS = ("train_loss", "eval_loss")
+SUITE_FIELDS = ("acc", "gen_acc")
+
+
+@dataclass
+class RunInfo:
+    run_dir: Path
+    label: str
+    model: str
+    method: str
+    test_sha: str
+    base_key: str
+    """Equal for runs whose base-model evaluation is the same measurement (model, test set, eval settings)."""
+    metrics: dict | None
+    training: dict[str, float]
+    eval_settings: str
+    """The recipe's eval section: equal test files scored with other settings (eval.limit, ...) deserve a note."""
+
+
+@dataclass
+class Row:
+    label: str
+    kind: str
+    """base or tuned."""
+    model: str
+    method: str
+    runs: list[str]
+    values: dict[str, dict] = field(default_factory=dict)
+    """Column -> {"mean": x, "ci": [lo, hi] or None}."""
+
+
+@dataclass
+class Comparison:
+    runs: list[RunInfo]
+    columns: list[str]
+    rows: list[Row]
+    notes: list[str] = field(default_factory=list)
+    files: list[Path] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------- reading runs
+
+
+def test_set_hash(run_dir: Path) -> str:
+    run = RunDir(run_dir)
+    test = run.split("test")
+    if test.is_file():
+        return sha256_file(test)
+    manifest = run.data_manifest
+    if manifest.is_file():
+        sha = json.loads(manifest.read_text()).get("outputs", {}).get(test.name, {}).get("sha256")
+        if sha:
+            return sha
+    raise MedtuneError(f"{run_dir}: no data/test.jsonl (nor its hash in data/manifest.json); the run has not finished preprocess")
+
+
+def _last(history: list[dict], key: str) -> float | None:
+    values = [h[key] for h in history if isinstance(h.get(key), (int, float))]
+    return values[-1] if values else None
+
+
+def read_run(run_dir: Path, label: str | None = None) -> RunInfo:
+    run = RunDir.open(run_dir, "compare")
+    recipe = run.resolved_recipe()
+    metrics = json.loads(run.metrics.read_text()) if run.metrics.is_file() else None
+    history = run.training_history()
+    training = {k: v for k, v in (("train_loss", _last(history, "loss")), ("eval_loss", _last(history, "eval_loss"))) if v is not None}
+    test_sha = test_set_hash(run_dir)
+    data = recipe.get("data") or {}
+    eval_settings = json.dumps(recipe.get("eval"), sort_keys=True)
+    base_key = sha256_text(json.dumps([recipe.get("model"), test_sha, eval_settings, data.get("system_prompt")]))
+    return RunInfo(run_dir, label or str(recipe.get("name") or run_dir.name), str(recipe.get("model")),
+                   str((recipe.get("method") or {}).get("name", "?")), test_sha, base_key, metrics, training, eval_settings)
+
+
+def _entry(value) -> dict | None:
+    """A metric value as {"mean", "ci"}: metrics.json holds plain numbers or {"mean": x, "ci": [lo, hi]}."""
+    if isinstance(value, dict) and isinstance(value.get("mean"), (int, float)):
+        return {"mean": float(value["mean"]), "ci": value.get("ci")}
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return {"mean": float(value), "ci": None}
+    return None
+
+
+def _values(metrics: dict | None, model: str) -> dict[str, dict]:
+    if not metrics:
+        return {}
+    found = {name: e for name, v in (metrics.get("models", {}).get(model) or {}).items() if (e := _entry(v))}
+    for suite, per_model in (metrics.get("suites") or {}).items():
+        for name in SUITE_FIELDS:
+            if e := _entry((per_model.get(model) or {}).get(name)):
+                found[f"{suite}.{name}"] = e
+    return found
+
+
+# ---------------------------------------------------------------- the table
+
+
+def _check_same_test_set(runs: list[RunInfo]) -> None:
+    groups: dict[str, list[RunInfo]] = {}
+    for run in runs:
+        groups.setdefault(run.test_sha, []).append(run)
+    if len(groups) < 2:
+        return
+    lines = ["cannot compare: these runs were evaluated on different test sets (their data/test.jsonl differ):"]
+    for sha, members in groups.items():
+        lines.append(f"  test set {sha[:12]}: " + ", ".join(str(r.run_dir) for r in members))
+    lines.append("Compare runs whose recipes share the data section (sources, split, seed, system prompt) and sequence_len.")
+    raise MedtuneError("\n".join(lines))
+
+
+def build(runs: list[RunInfo]) -> Comparison:
+    _check_same_test_set(runs)
+    counts: dict[str, int] = {}
+    for run in runs:
+        counts[run.label] = counts.get(run.label, 0) + 1
+    for run in runs:  # two runs of one recipe: tell them apart by their timestamp folder
+        if counts[run.label] > 1:
+            run.label = f"{run.label} ({run.run_dir.name})"
+    bases: dict[str, Row] = {}
+    tuned = []
+    for run in runs:
+        base_values = _values(run.metrics, "base")
+        if base_values:
+            row = bases.get(run.base_key)
+            if row is None:
+                bases[run.base_key] = Row(f"base {run.model}", "base", run.model, "-", [run.label], base_values)
+            else:
+                row.runs.append(run.label)
+        tuned.append(Row(run.label, "tuned", run.model, run.method, [run.label], {**_values(run.metrics, "tuned"), **{
+            k: {"mean": v, "ci": None} for k, v in run.training.items()}}))
+    base_rows = list(bases.values())
+    labels = [r.label for r in base_rows]
+    for row in base_rows:  # one model evaluated with different settings: name the runs it belongs to
+        if labels.count(row.label) > 1:
+            row.label += f" [{', '.join(row.runs)}]"
+    rows = base_rows + tuned
+    found = {c for row in rows for c in row.values}
+    columns = sorted(c for c in found if "." not in c and c not in TRAINING_COLUMNS)
+    columns += sorted(c for c in found if "." in c) + [c for c in TRAINING_COLUMNS if c in found]
+    notes = []
+    if len({r.eval_settings for r in runs if r.metrics}) > 1:
+        notes.append("the runs' eval settings differ (e.g. eval.limit, max_new_tokens): same test file, "
+                     "but not necessarily the same questions or generation length")
+    return Comparison(runs, columns, rows, notes)
+
+
+def _fmt(value: float | None) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return f"{value:.4f}" if abs(value) < 100 else f"{value:.1f}"
+
+
+def cell(row: Row, column: str) -> str:
+    entry = row.values.get(column)
+    if entry is None:
+        return "-"
+    ci = entry.get("ci")
+    return _fmt(entry["mean"]) + (f" [{_fmt(ci[0])}, {_fmt(ci[1])}]" if ci else "")
+
+
+def text_rows(comparison: Comparison) -> tuple[list[str], list[list[str]]]:
+    header = ["row", "kind", "method", *comparison.columns]
+    return header, [[r.label, r.kind, r.method, *(cell(r, c) for c in comparison.columns)] for r in comparison.rows]
+
+
+def number_rows(comparison: Comparison) -> tuple[list[str], list[list]]:
+    """One numeric column per mean and per interval bound (for CSV/XLSX and further analysis)."""
+    header = ["row", "kind", "model", "method", "runs"]
+    for column in comparison.columns:
+        header += [column, f"{column}_lo", f"{column}_hi"]
+    rows = []
+    for row in comparison.rows:
+        cells = [row.label, row.kind, row.model, row.method, "; ".join(row.runs)]
+        for column in comparison.columns:
+            entry = row.values.get(column) or {}
+            ci = entry.get("ci") or [None, None]
+            cells += [entry.get("mean"), ci[0], ci[1]]
+        rows.append(cells)
+    return header, rows
+
+
+def best_row(comparison: Comparison, metric: str, minimize: bool) -> Row | None:
+    scored = [r for r in comparison.rows if r.kind == "tuned" and metric in r.values]
+    if not scored:
+        return None
+    pick = min if minimize else max
+    return pick(scored, key=lambda r: r.values[metric]["mean"])
+
+
+# ---------------------------------------------------------------- output
+
+
+def print_table(comparison: Comparison, title: str = "Comparison") -> None:
+    """Metrics as rows and models as columns: a terminal fits five models far better than twelve metrics.
+
+    Each cell is the mean over its interval; the files (CSV, XLSX, Markdown) keep one row per model.
+    """
+    table = Table(title=title, show_lines=True)
+    table.add_column("metric", no_wrap=True)
+    for row in comparison.rows:
+        if row.kind == "base":
+            name = row.label.replace("base ", "base\n", 1)
+        else:
+            name = row.label if row.method in row.label else f"{row.label}\n({row.method})"
+        table.add_column(name, justify="right", overflow="fold", style="dim" if row.kind == "base" else None)
+    for column in comparison.columns:
+        table.add_row(column, *(cell(row, column).replace(" [", "\n[", 1) for row in comparison.rows))
+    console.print(table)
+    missing = [r.label for r in comparison.runs if r.metrics is None]
+    if missing:
+        console.print(f"[yellow]no eval/metrics.json (training figures only): {', '.join(missing)}[/yellow]")
+    for note in comparison.notes:
+        console.print(f"[yellow]note: {note}[/yellow]")
+
+
+def _markdown(comparison: Comparison) -> str:
+    header, rows = text_rows(comparison)
+    lines = ["# Comparison", "", f"Test set sha256: `{comparison.runs[0].test_sha}`", "",
+             "| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    lines += ["", "Values are means with 95% intervals in brackets where the evaluation gave them."]
+    lines += [f"Note: {note}." for note in comparison.notes] + ["", "Runs:", ""]
+    lines += [f"- {r.label}: `{r.run_dir}`" for r in comparison.runs]
+    return "\n".join(lines) + "\n"
+
+
+def write(comparison: Comparison, out: Path) -> list[Path]:
+    import pandas as pd
+
+    from .compare_plots import plot_columns
+
+    out.mkdir(parents=True, exist_ok=True)
+    header, rows = number_rows(comparison)
+    frame = pd.DataFrame(rows, columns=header)
+    frame.to_csv(out / "comparison.csv", index=False)
+    frame.to_excel(out / "comparison.xlsx", index=False, sheet_name="comparison")
+    (out / "comparison.md").write_text(_markdown(comparison))
+    (out / "comparison.json").write_text(json.dumps({
+        "runs": [{"label": r.label, "run_dir": str(r.run_dir), "model": r.model, "method": r.method, "test_sha256": r.test_sha}
+                 for r in comparison.runs],
+        "columns": comparison.columns,
+        "rows": [{"label": r.label, "kind": r.kind, "model": r.model, "method": r.method, "runs": r.runs, "values": r.values}
+                 for r in comparison.rows],
+    }, indent=2))
+    written = [out / name for name in ("comparison.csv", "comparison.xlsx", "comparison.md", "comparison.json")]
+    return written + plot_columns(comparison, out)
+
+
+def compare_runs(run_dirs: list[Path], out: Path, labels: dict[Path, str] | None = None, title: str = "Comparison") -> Comparison:
+    """Read, check, print and write the comparison of run_dirs into out; returns it with the files written."""
+    for run_dir in run_dirs:
+        if not run_dir.is_dir():
+            raise MedtuneError(f"{run_dir}: no such run directory")
+    comparison = build([read_run(d, (labels or {}).get(d)) for d in run_dirs])
+    print_table(comparison, title)
+    comparison.files = write(comparison, out)
+    console.print(f"comparison written to {out}/ ({', '.join(p.name for p in comparison.files[:4])}, "
+                  f"{len(comparison.files) - 4} plot(s))")
+    return comparison
+
+
+def default_out(runs_dir: Path = Path("runs")) -> Path:
+    return runs_dir / f"compare-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+

@@ -1,0 +1,172 @@
+"""Run every point of a recipe's sweep as its own run, then compare the runs and name the best point.
+
+A failed point is recorded and the sweep goes on; the sweep's own folder (runs/<name>/<timestamp>/)
+holds sweep.json (points, their run directories, status, best) and the comparison.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from rich.table import Table
+
+from ..core.console import console, err_console
+from ..core.errors import MedtuneError, Problem, RecipeError
+from ..core.rundir import RunDir, now, write_json_atomic
+from ..recipe.schema import Recipe
+from ..recipe.sweep import TRAINING_METRICS, Point, expand, point_overrides
+from .pipeline import RunOptions, run_one, selected_stages
+
+
+def _prepare(recipe_path: Path, recipe: Recipe, base: list[str]) -> list[tuple[Point, Recipe, list[str]]]:
+    """Load, render and pre-flight every point before any of them runs: a bad point fails now, not hours in."""
+    from ..launch import preflight
+    from ..recipe.loader import load
+    from ..launch.render import render
+
+    prepared, problems = [], []
+    for point in expand(recipe.sweep):
+        overrides = point_overrides(recipe.name, point, base)
+        try:
+            point_recipe, _ = load(recipe_path, overrides)
+            render(point_recipe)
+        except RecipeError as exc:
+            problems += [Problem(f"sweep point {point.label}: {p.path}", p.message, p.given, p.allowed, p.suggestion)
+                         for p in exc.problems]
+            continue
+        prepared.append((point, point_recipe, overrides))
+    if problems:
+        raise RecipeError(str(recipe_path), problems)
+    for _, point_recipe, _ in prepared:
+        preflight.check(point_recipe)
+    return prepared
+
+
+def _check_stages(recipe: Recipe, options: RunOptions) -> None:
+    """Before any point's run directory exists: the stages are known, and they measure the sweep's metric."""
+    stages = selected_stages(options)
+    metric = recipe.sweep.metric
+    if metric and metric not in TRAINING_METRICS and "eval" not in stages:
+        shown = ",".join(options.stages) if options.stages is not None else "(rehearsal)"
+        raise MedtuneError(f"sweep.metric {metric!r} comes from the eval stage, which --stages {shown} leaves out; "
+                           f"run eval too, or pick the best by {' or '.join(TRAINING_METRICS)}")
+
+
+def _print_points(recipe: Recipe, prepared: list) -> None:
+    table = Table(title=f"Sweep {recipe.name}: {len(prepared)} points, each run as {recipe.name}.<point>")
+    table.add_column("point", overflow="fold")
+    table.add_column("overrides", overflow="fold")
+    for point, _, _ in prepared:
+        table.add_row(point.label, ", ".join(f"{k}={json.dumps(v)}" for k, v in point.overrides.items()))
+    console.print(table)
+
+
+def share_base_generations(done_runs: list[Path], run_dir: Path) -> int:
+    """Copy the base model's held-out generations of finished points into a new point's eval store.
+
+    Every point evaluates the same base model; its answers are reused only where the eval stage would
+    make them again: a stored line counts only when its fingerprint (base weights, prompt tokens,
+    max_new_tokens) matches, so a point with another test set or eval setting generates afresh.
+    Returns how many lines were copied.
+    """
+    from ..evaluate.store import GenerationStore
+
+    lines = {}
+    for done in done_runs:
+        source = RunDir(done).generations
+        if source.is_file():
+            for key, record in GenerationStore(source).records_of_model("base").items():
+                lines.setdefault(key, record)
+    if lines:
+        target = RunDir(run_dir).generations
+        target.parent.mkdir(parents=True, exist_ok=True)
+        GenerationStore(target).append(list(lines.values()))
+    return len(lines)
+
+
+def _run_points(options: RunOptions, recipe_path: Path, prepared: list, summary: dict, summary_path: Path) -> bool:
+    """Run each point; returns False when the user interrupted the sweep."""
+    for i, (point, point_recipe, overrides) in enumerate(prepared, 1):
+        console.rule(f"[bold]sweep point {i}/{len(prepared)}: {point.label}")
+        run = RunDir.create(options.runs_dir, point_recipe.name)
+        done = [Path(e["run_dir"]) for e in summary["points"] if e["status"] == "done"]
+        shared = share_base_generations(done, run.path) if "eval" in selected_stages(options) else 0
+        if shared:
+            console.print(f"[dim]base model: {shared} answers from earlier points reused where prompts and settings match[/dim]")
+        entry = {"label": point.label, "overrides": point.overrides, "run_dir": str(run), "status": "running", "started": now()}
+        summary["points"].append(entry)
+        write_json_atomic(summary_path, summary)
+        started = time.monotonic()
+        try:
+            code = run_one(options, point_recipe, recipe_path, overrides, run)
+            entry["status"] = "done" if code == 0 else "interrupted"
+        except KeyboardInterrupt:
+            entry["status"] = "interrupted"
+        except MedtuneError as exc:
+            entry.update(status="failed", error=str(exc)[:2000])
+            err_console.print(f"sweep point {point.label} failed: {exc}", style="red", markup=False)
+        except Exception as exc:  # one crashed point must not lose the rest of the sweep; the traceback is shown
+            entry.update(status="failed", error=f"{type(exc).__name__}: {exc}"[:2000])
+            err_console.print_exception(max_frames=8)
+        entry["seconds"] = round(time.monotonic() - started, 1)
+        write_json_atomic(summary_path, summary)
+        if entry["status"] == "interrupted":
+            return False
+    return True
+
+
+def _finish(recipe: Recipe, summary: dict, sweep_dir: Path) -> None:
+    """Compare the finished points in sweep_dir and record the best one by the sweep's metric."""
+    from ..report.compare import best_row, compare_runs
+
+    done = [e for e in summary["points"] if e["status"] == "done"]
+    if not done:
+        return
+    labels = {Path(e["run_dir"]): e["label"] for e in done}
+    comparison = compare_runs(list(labels), sweep_dir, labels, title=f"Sweep {recipe.name}")
+    summary["comparison"] = [str(p) for p in comparison.files]
+    metric = recipe.sweep.metric
+    if metric is None:
+        return
+    minimize = recipe.sweep.best_is_min()
+    best = best_row(comparison, metric, minimize)
+    if best is None:
+        console.print(f"[yellow]no finished point has {metric!r}; columns measured: {', '.join(comparison.columns)}[/yellow]")
+        return
+    entry = next(e for e in done if e["label"] == best.label)
+    summary["best"] = {"label": best.label, "metric": metric, "mode": "min" if minimize else "max",
+                       "value": best.values[metric]["mean"], "run_dir": entry["run_dir"]}
+    console.print(f"[bold green]best point: {best.label}[/bold green] ({metric} = {best.values[metric]['mean']:.4f}, "
+                  f"{'lowest' if minimize else 'highest'}) -> {entry['run_dir']}")
+
+
+def run_sweep(options: RunOptions, recipe_path: Path, recipe: Recipe, overrides: list[str]) -> int:
+    """Every point of the recipe's sweep as its own run (base: the command line's --set), then the comparison."""
+    _check_stages(recipe, options)
+    prepared = _prepare(recipe_path, recipe, overrides)
+    _print_points(recipe, prepared)
+    if options.dry_run:
+        return 0
+    sweep_dir = RunDir.create(options.runs_dir, recipe.name).path
+    summary_path = sweep_dir / "sweep.json"
+    summary = {"recipe": recipe.name, "recipe_source": str(recipe_path.resolve()), "overrides": list(overrides),
+               "metric": recipe.sweep.metric, "created": now(), "status": "running", "points": []}
+    console.print(f"[bold]sweep directory:[/bold] {sweep_dir}")
+    completed = _run_points(options, recipe_path, prepared, summary, summary_path)
+    try:
+        _finish(recipe, summary, sweep_dir)
+    finally:
+        failed = [e["label"] for e in summary["points"] if e["status"] == "failed"]
+        summary["status"] = "interrupted" if not completed else ("failed points" if failed else "done")
+        summary["updated"] = now()
+        write_json_atomic(summary_path, summary)
+    if not completed:
+        console.print(f"[yellow]sweep interrupted; finished points are in {summary_path}[/yellow]")
+        return 130
+    if failed:
+        err_console.print(f"{len(failed)} of {len(prepared)} sweep points failed: {', '.join(failed)} (see {summary_path})",
+                          style="red", markup=False)
+        return 1
+    console.print(f"[green]sweep done[/green]: {summary_path}")
+    return 0

@@ -1,0 +1,111 @@
+"""`launch.py chat RUN_DIR`: talk to a run's tuned model on a local web page (Gradio), or in the terminal (--cli).
+
+Both use the run's system prompt and the tokenizer's chat template, as training did, and stream the answer.
+The page listens on 127.0.0.1 only, with no share link and no analytics.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from ..core.console import console, err_console
+from ..core.errors import MedtuneError
+from .tuned import RunModel, load, locate, messages_for, stream_answer
+
+DISCLAIMER = ("Research demo, not medical advice: answers come from a small fine-tuned language model and can be wrong, "
+              "incomplete or out of date. Ask a healthcare professional about your own situation; in an emergency, "
+              "call your local emergency number.")
+
+
+def run_chat(args: argparse.Namespace) -> int:
+    if args.max_new_tokens < 1:
+        raise MedtuneError(f"--max-new-tokens must be at least 1 (given: {args.max_new_tokens})")
+    if args.temperature < 0:
+        raise MedtuneError(f"--temperature must be 0 (greedy) or more (given: {args.temperature})")
+    run = locate(args.run_dir)
+    err_console.print(f"loading {run.describe()} ...", markup=False)
+    model, tokenizer = load(run)
+    if args.cli:
+        return _terminal(run, model, tokenizer, args)
+    return _web(run, model, tokenizer, args)
+
+
+# ---------------------------------------------------------------- terminal
+
+
+def _terminal(run: RunModel, model, tokenizer, args: argparse.Namespace) -> int:
+    """Interactive: one conversation (each turn sees the earlier ones). Piped: every line is a question of its own."""
+    interactive = sys.stdin.isatty()
+    err_console.print(DISCLAIMER, style="yellow", markup=False)
+    if interactive:
+        err_console.print("Type a question; Ctrl-D ends.", style="dim")
+    history: list[dict] = []
+    while True:
+        if interactive:
+            try:
+                question = input("you> ").strip()
+            except EOFError:
+                return 0
+        else:
+            line = sys.stdin.readline()
+            if not line:
+                return 0
+            question = line.strip()
+        if not question:
+            continue
+        if interactive:
+            print("model> ", end="", flush=True)
+        answer = ""
+        for piece in stream_answer(model, tokenizer, messages_for(run.system_prompt, history, question),
+                                   args.max_new_tokens, args.temperature):
+            answer += piece
+            print(piece, end="", flush=True)
+        print("\n", flush=True)
+        if interactive:
+            history += [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]
+
+
+# ---------------------------------------------------------------- web page
+
+
+def _text(content) -> str:
+    """A Gradio message's content as plain text (a string, or a list of parts in newer message formats)."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, dict):
+        return str(content.get("text") or "")
+    if isinstance(content, (list, tuple)):
+        return "".join(_text(part) for part in content)
+    return ""
+
+
+def _web(run: RunModel, model, tokenizer, args: argparse.Namespace) -> int:
+    os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # read when gradio is imported: no usage pings, no version check
+    import gradio as gr
+
+    def respond(message: str, history: list[dict]):
+        turns = [{"role": m["role"], "content": _text(m.get("content"))} for m in history if m.get("role") in ("user", "assistant")]
+        answer = ""
+        for piece in stream_answer(model, tokenizer, messages_for(run.system_prompt, turns, message),
+                                   args.max_new_tokens, args.temperature):
+            answer += piece
+            yield answer
+
+    with gr.Blocks(title=f"medtune chat: {run.name}", analytics_enabled=False) as page:
+        gr.Markdown(f"## medtune chat: {run.name}")
+        gr.Markdown(f"**{DISCLAIMER}**", elem_id="medical-disclaimer")
+        # No "share" button: it would post the conversation to Hugging Face Spaces discussions.
+        chatbot = gr.Chatbot(buttons=["copy", "copy_all"], label="Chat")
+        gr.ChatInterface(respond, chatbot=chatbot, analytics_enabled=False, flagging_mode="never", autofocus=True)
+        gr.Markdown(f"Model: `{run.describe()}`. System prompt: {run.system_prompt or '(the chat template default)'}",
+                    elem_id="model-info")
+    # System fonts only: Gradio's default theme would fetch its font from Google.
+    theme = gr.themes.Default(font=("ui-sans-serif", "system-ui", "sans-serif"), font_mono=("ui-monospace", "monospace"))
+    console.print(f"chat page on http://127.0.0.1:{args.port} (Ctrl-C stops it)")
+    try:
+        page.queue().launch(server_name="127.0.0.1", server_port=args.port, share=False, inbrowser=False, theme=theme,
+                            footer_links=[], mcp_server=False, ssr_mode=False)
+    except OSError as exc:  # Gradio raises OSError when the port is taken
+        raise MedtuneError(f"cannot serve on 127.0.0.1:{args.port} ({exc}); pick another port with --port") from None
+    return 0
