@@ -40,6 +40,17 @@ def check_suite_data(suite_data: str | Path, suites: list[str]) -> Path:
     return root
 
 
+def suite_data_problems(suite_data: str | Path | None, suites: list[str]) -> list[str]:
+    """What the suites would lack at eval time, one line each (empty: all there); for pre-flight, never raises."""
+    if not suites:
+        return []
+    try:
+        check_suite_data(suite_data, suites)
+    except EvalInputError as exc:
+        return [str(exc)]
+    return []
+
+
 def task_manager(suite_data: str | Path):
     """lm-eval's TaskManager with our task folder; suite_data reaches the loaders as task metadata."""
     from lm_eval.tasks import TaskManager

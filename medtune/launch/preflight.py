@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 import importlib.util
-import os
 from pathlib import Path
 
 from ..models import catalog as models
+from ..core.hub import hub_offline
 from ..core.errors import MedtuneError, Problem
 from .plan import estimate_memory
 from ..recipe.schema import Recipe
@@ -53,12 +53,12 @@ def _model_problems(recipe: Recipe) -> list[Problem]:
     target = models.resolve(ref)
     if Path(target).is_dir():
         return []
-    if os.environ.get("HF_HUB_OFFLINE") == "1":
+    if hub_offline():
         from huggingface_hub import try_to_load_from_cache
 
         cached = try_to_load_from_cache(target, "config.json")
         if not isinstance(cached, str):
-            return [Problem("model", f"{target} is not in the Hugging Face cache and the Hub is off (HF_HUB_OFFLINE=1); "
+            return [Problem("model", f"{target} is not in the Hugging Face cache and the Hub is off (HF_HUB_OFFLINE is set); "
                             "download it where the Hub is reachable, or point model: at a local folder", ref)]
     return []
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from ...core.hub import hub_offline
 from ..errors import PreprocessError
 from ..records import Malformed, Record
 from ..spec import SourceSpec
@@ -37,7 +38,7 @@ class Source:
 
 
 def hub_available() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "").lower() not in ("1", "true", "yes", "on")
+    return not hub_offline()
 
 
 def load_hub(source: Source) -> HubData:
