@@ -1,25 +1,32 @@
 # medtune: `make demo` runs the CPU demo recipe end to end; `make test` runs the test suite.
-# Both create .venv and install the pinned dependencies first (once; again when a pin changes).
+# Both create .venv and install the pinned dependencies and medtune itself first (once; again when a pin
+# or pyproject.toml changes).
 PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
-# Offline by design: the Hugging Face Hub is never contacted, nothing phones home.
-export HF_HUB_OFFLINE := 1
+# Nothing phones home (telemetry off for every library that has it).
 export AXOLOTL_DO_NOT_TRACK := 1
 export DO_NOT_TRACK := 1
 export WANDB_MODE := disabled
 export DEEPEVAL_TELEMETRY_OPT_OUT := YES
+# The demo, the tests and the benchmarks need no Hugging Face Hub: they run offline. A user's own
+# `python launch.py RECIPE` is not made offline here (README: For GPU users).
+demo test bench: export HF_HUB_OFFLINE := 1
 
 .PHONY: setup demo test bench keys clean
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.txt requirements-nodeps.txt constraints.txt
+$(VENV)/.installed: requirements.txt requirements-nodeps.txt constraints.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	# torch first: 2.13.0 resolves to the CPU wheel on these machines; later installs keep it.
 	$(PY) -m pip install --quiet torch==2.13.0
 	$(PY) -m pip install --quiet -r requirements.txt -c constraints.txt
 	$(PY) -m pip install --quiet --no-deps -r requirements-nodeps.txt
+	# medtune itself, editable: training's processes start in the run directory and import it from the venv.
+	# Built by the venv's setuptools (what pyproject's [build-system] asks for; pip checks it), no download.
+	$(PY) -m pip install --quiet "setuptools>=70.1"
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation --check-build-dependencies -e .
 	touch $@
 
 demo: setup
@@ -39,4 +46,4 @@ keys: setup
 	$(PY) launch.py validate --help-keys
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) runs .pytest_cache build dist medtune.egg-info

@@ -1,7 +1,7 @@
 """Render a recipe into the files training needs: axolotl.yaml, and deepspeed.json / accelerate.yaml.
 
-Templates live in templates/ and run in a sandboxed Jinja environment with StrictUndefined, so a
-misspelt variable fails the render instead of becoming an empty string.
+Templates live in medtune/templates/ (package data) and run in a sandboxed Jinja environment with
+StrictUndefined, so a misspelt variable fails the render instead of becoming an empty string.
 """
 from __future__ import annotations
 

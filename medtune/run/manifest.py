@@ -31,14 +31,23 @@ def package_versions() -> dict[str, str | None]:
     return versions
 
 
-def git_state() -> dict[str, Any]:
+def git_state(root: Path = REPO_ROOT) -> dict[str, Any]:
+    """The commit of the checkout medtune runs from, and whether it has uncommitted changes; both null when
+    medtune is installed rather than checked out (or git is missing).
+
+    `root` must be the repository's top level, not merely inside one: a wheel installed into a virtualenv
+    that lives in some repository (even this checkout's .venv) would otherwise record that one's commit.
+    """
     def git(*args: str) -> str | None:
         try:
-            out = subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10)
+            out = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=10)
         except (OSError, subprocess.TimeoutExpired):
             return None
         return out.stdout.strip() if out.returncode == 0 else None
 
+    top = git("rev-parse", "--show-toplevel")
+    if top is None or Path(top).resolve() != root.resolve():
+        return {"commit": None, "dirty": None}
     commit = git("rev-parse", "HEAD")
     status = git("status", "--porcelain", "--untracked-files=no")
     return {"commit": commit, "dirty": bool(status) if status is not None else None}
