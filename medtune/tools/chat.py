@@ -1,6 +1,7 @@
 """`launch.py chat RUN_DIR`: talk to a run's tuned model on a local web page (Gradio), or in the terminal (--cli).
 
 Both use the run's system prompt and the tokenizer's chat template, as training did, and stream the answer.
+The model is loaded by models.loader exactly as eval loads it, so greedy answers here are eval's answers.
 The page listens on 127.0.0.1 only, with no share link and no analytics.
 """
 from __future__ import annotations
@@ -8,14 +9,26 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from dataclasses import dataclass
+from threading import Thread
+from typing import Iterator
 
 from ..core.console import console, err_console
 from ..core.errors import MedtuneError
-from .tuned import RunModel, load, locate, messages_for, stream_answer
+from ..core.rundir import RunDir
 
 DISCLAIMER = ("Research demo, not medical advice: answers come from a small fine-tuned language model and can be wrong, "
               "incomplete or out of date. Ask a healthcare professional about your own situation; in an emergency, "
               "call your local emergency number.")
+
+
+@dataclass(frozen=True)
+class ChatRun:
+    """What the chat shows of a run besides its model: its name, its system prompt, what was loaded."""
+
+    name: str
+    system_prompt: str | None
+    model: str
 
 
 def run_chat(args: argparse.Namespace) -> int:
@@ -23,18 +36,59 @@ def run_chat(args: argparse.Namespace) -> int:
         raise MedtuneError(f"--max-new-tokens must be at least 1 (given: {args.max_new_tokens})")
     if args.temperature < 0:
         raise MedtuneError(f"--temperature must be 0 (greedy) or more (given: {args.temperature})")
-    run = locate(args.run_dir)
-    err_console.print(f"loading {run.describe()} ...", markup=False)
-    model, tokenizer = load(run)
+    from ..models.loader import load, tuned_ref
+
+    run_dir = RunDir.open(args.run_dir, "chat")
+    ref = tuned_ref(run_dir)  # checked before the slow load: a run whose train stage has not finished stops here
+    recipe = run_dir.resolved_recipe()
+    run = ChatRun(str(recipe.get("name") or run_dir.path.name), (recipe.get("data") or {}).get("system_prompt"),
+                  ref.describe())
+    err_console.print(f"loading {run.model} ...", markup=False)
+    model, tokenizer = load(ref)
     if args.cli:
         return _terminal(run, model, tokenizer, args)
     return _web(run, model, tokenizer, args)
 
 
+def messages_for(system_prompt: str | None, history: list[dict], question: str) -> list[dict]:
+    """The conversation as training saw it: the recipe's system turn, earlier turns, then the question."""
+    system = [{"role": "system", "content": system_prompt}] if system_prompt else []
+    return [*system, *history, {"role": "user", "content": question}]
+
+
+def stream_answer(model, tokenizer, messages: list[dict], max_new_tokens: int, temperature: float = 0.0) -> Iterator[str]:
+    """Yield the answer's text as it is generated, with the tokenizer's chat template and its end-of-turn token."""
+    from transformers import TextIteratorStreamer
+
+    inputs = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    inputs = inputs.to(next(model.parameters()).device)
+    streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
+    settings = dict(max_new_tokens=max_new_tokens, streamer=streamer, eos_token_id=tokenizer.eos_token_id,
+                    pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id,
+                    do_sample=temperature > 0)
+    if temperature > 0:
+        settings["temperature"] = temperature
+    errors: list[BaseException] = []
+
+    def generate() -> None:
+        try:
+            model.generate(**inputs, **settings)
+        except BaseException as exc:  # the streamer would wait forever for text; end it and re-raise below
+            errors.append(exc)
+            streamer.end()
+
+    thread = Thread(target=generate, daemon=True)
+    thread.start()
+    yield from streamer
+    thread.join()
+    if errors:
+        raise errors[0]
+
+
 # ---------------------------------------------------------------- terminal
 
 
-def _terminal(run: RunModel, model, tokenizer, args: argparse.Namespace) -> int:
+def _terminal(run: ChatRun, model, tokenizer, args: argparse.Namespace) -> int:
     """Interactive: one conversation (each turn sees the earlier ones). Piped: every line is a question of its own."""
     interactive = sys.stdin.isatty()
     err_console.print(DISCLAIMER, style="yellow", markup=False)
@@ -80,7 +134,7 @@ def _text(content) -> str:
     return ""
 
 
-def _web(run: RunModel, model, tokenizer, args: argparse.Namespace) -> int:
+def _web(run: ChatRun, model, tokenizer, args: argparse.Namespace) -> int:
     os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # read when gradio is imported: no usage pings, no version check
     import gradio as gr
 
@@ -98,7 +152,7 @@ def _web(run: RunModel, model, tokenizer, args: argparse.Namespace) -> int:
         # No "share" button: it would post the conversation to Hugging Face Spaces discussions.
         chatbot = gr.Chatbot(buttons=["copy", "copy_all"], label="Chat")
         gr.ChatInterface(respond, chatbot=chatbot, analytics_enabled=False, flagging_mode="never", autofocus=True)
-        gr.Markdown(f"Model: `{run.describe()}`. System prompt: {run.system_prompt or '(the chat template default)'}",
+        gr.Markdown(f"Model: `{run.model}`. System prompt: {run.system_prompt or '(the chat template default)'}",
                     elem_id="model-info")
     # System fonts only: Gradio's default theme would fetch its font from Google.
     theme = gr.themes.Default(font=("ui-sans-serif", "system-ui", "sans-serif"), font_mono=("ui-monospace", "monospace"))
