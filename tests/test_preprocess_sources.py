@@ -7,8 +7,11 @@ from pathlib import Path
 import pytest
 
 import preprocess_fixtures as fx
+from hub_cache import hub_cache, write_hub_dataset  # noqa: F401  (hub_cache is a fixture)
+from medtune.core import hub_catalog
+from medtune.preprocess.errors import PreprocessError
 from medtune.preprocess.records import Malformed, Record
-from medtune.preprocess.registry import SOURCES, lookup
+from medtune.preprocess.registry import lookup
 from medtune.preprocess.sources import base
 from medtune.preprocess.spec import SourceSpec
 
@@ -181,20 +184,13 @@ def test_custom_jsonl_with_context_and_ids(tmp_path):
     assert (item.id, item.question, item.answer, item.context) == ("q1", "Dose?", "10 mg daily.", "Adult patient.")
 
 
-# ---------------------------------------------------------------- Hub copies (datasets.load_dataset stood in)
+# ---------------------------------------------------------------- Hub copies (a Hugging Face cache in the Hub's layout)
 
 
-def _fake_hub(monkeypatch, tables: dict):
-    import datasets
-
-    calls = []
-
-    def fake_load_dataset(hub_id, config=None, **kwargs):
-        calls.append((hub_id, config))
-        return datasets.DatasetDict({split: datasets.Dataset.from_list(rows) for split, rows in tables[(hub_id, config)].items()})
-
-    monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
-    return calls
+def _write_hub(cache, dataset, files: dict) -> None:
+    """`files`: {(config, split): rows} at the paths and pinned revision the catalog names."""
+    write_hub_dataset(cache, dataset.repo_id, dataset.revision,
+                      {dataset.files[config][split]: rows for (config, split), rows in files.items()})
 
 
 def _hub_records(name: str) -> list[Record | Malformed]:
@@ -203,42 +199,51 @@ def _hub_records(name: str) -> list[Record | Malformed]:
     return list(source.read_hub(base.load_hub(source), src))
 
 
-def test_hub_layouts_of_every_named_source(monkeypatch):
-    pubmed = {"pubid": 1, "question": "Is X better?", "context": {"contexts": ["Some text."], "labels": ["RESULTS"], "meshes": ["H"]},
-              "long_answer": "X was better.", "final_decision": "yes"}
-    medmcqa = [{**row, "cop": row["cop"]} for row in fx.medmcqa_rows(4, base=0)]
-    tables = {
-        ("keivalya/MedQuAD-MedicalQnADataset", None): {"train": [{"qtype": "symptoms", "Question": "What are the symptoms of Y ?", "Answer": "Cough."}]},
-        ("qiaojin/PubMedQA", "pqa_labeled"): {"train": [pubmed]},
-        ("GBaker/MedQA-USMLE-4-options", None): {"train": fx.medqa_rows(2), "test": fx.medqa_rows(1)},
-        ("openlifescienceai/medmcqa", None): {"train": medmcqa[:2], "validation": medmcqa[2:], "test": [{**medmcqa[0], "cop": -1}]},
-        ("medalpaca/medical_meadow_medical_flashcards", None): {"train": fx.meadow_rows()},
-        **{("cais/mmlu", s): {"test": [{"question": f"{s}?", "subject": s, "choices": ["a", "b", "c", "d"], "answer": 2}], "dev": []}
-           for s in SOURCES["mmlu_medical"].hub_configs},
-    }
-    calls = _fake_hub(monkeypatch, tables)
+def test_hub_layouts_of_every_named_source(hub_cache):
+    test_id, other_id = hub_catalog.pubmedqa_test_ids()[0], "90000001"
+    pubmed = [{"pubid": int(pmid), "question": f"Is X better in {pmid}?",
+               "context": {"contexts": ["Some text."], "labels": ["RESULTS"], "meshes": ["H"]},
+               "long_answer": "X was better.", "final_decision": "yes"} for pmid in (test_id, other_id)]
+    medmcqa = fx.medmcqa_rows(4, base=0)
+    _write_hub(hub_cache, hub_catalog.MEDQUAD, {(None, "train"): [
+        {"qtype": "symptoms", "Question": "What are the symptoms of Y ?", "Answer": "Cough."}]})
+    _write_hub(hub_cache, hub_catalog.PUBMEDQA, {("pqa_labeled", "train"): pubmed})
+    _write_hub(hub_cache, hub_catalog.MEDQA, {(None, "train"): fx.medqa_rows(2), (None, "test"): fx.medqa_rows(1)})
+    _write_hub(hub_cache, hub_catalog.MEDMCQA, {(None, "train"): medmcqa[:2], (None, "validation"): medmcqa[2:]})
+    _write_hub(hub_cache, hub_catalog.FLASHCARDS, {(None, "train"): fx.meadow_rows()})
+    _write_hub(hub_cache, hub_catalog.MMLU, {(s, split): [{"question": f"{s} {split}?", "subject": s, "choices": ["a", "b", "c", "d"],
+                                                           "answer": 2}] for s in hub_catalog.MMLU_MEDICAL_SUBJECTS
+                                             for split in ("test", "validation", "dev")})
 
     (medquad,) = _hub_records("medquad")
     assert (medquad.question, medquad.answer, medquad.qtype) == ("What are the symptoms of Y?", "Cough.", "symptoms")
-    (pq,) = _hub_records("pubmedqa")
-    assert (pq.answer_key, pq.context, pq.answer) == ("yes", "RESULTS: Some text.", "X was better.")
+    test, other = _hub_records("pubmedqa")  # the shipped official test ids split pqa_labeled as the publisher's files do
+    assert (test.id, test.split, other.id, other.split) == (test_id, "test", other_id, "train")
+    assert (test.answer_key, test.context, test.answer) == ("yes", "RESULTS: Some text.", "X was better.")
     medqa = _hub_records("medqa")
     assert [r.split for r in medqa] == ["train", "train", "test"] and medqa[1].answer_key == "B"
-    mcq = _hub_records("medmcqa")  # the unlabelled test split is not read; validation is the benchmark's test
+    mcq = _hub_records("medmcqa")  # the unlabelled test split is not even fetched; validation is the benchmark's test
     assert [(r.answer_key, r.split) for r in mcq] == [("A", "train"), ("B", "train"), ("C", "test"), ("D", "test")]
     assert len(_hub_records("flashcards")) == 3
     mmlu = _hub_records("mmlu")
-    assert len(mmlu) == 6 and {r.answer_key for r in mmlu} == {"C"} and {r.split for r in mmlu} == {"test"}
-    assert ("cais/mmlu", "anatomy") in calls
+    assert len(mmlu) == 18 and {r.answer_key for r in mmlu} == {"C"}
+    assert sorted({(r.qtype, r.split) for r in mmlu})[:3] == [("anatomy", "test"), ("anatomy", "train"), ("anatomy", "val")]
 
 
-def test_hub_unreachable_names_the_fix(monkeypatch):
-    import datasets
-
-    def offline(*args, **kwargs):
-        raise ConnectionError("Couldn't reach the Hub")
-
-    monkeypatch.setattr(datasets, "load_dataset", offline)
-    with pytest.raises(Exception) as info:
+def test_hub_copy_not_cached_offline_names_the_dataset_and_the_fix(hub_cache):
+    with pytest.raises(PreprocessError) as info:
         _hub_records("pubmedqa")
-    assert "qiaojin/PubMedQA" in str(info.value) and "path:" in str(info.value)
+    message = str(info.value)
+    assert "qiaojin/PubMedQA@9001f28" in message and "not in the Hugging Face cache" in message
+    assert "path:" in message and "HF_HUB_OFFLINE" in message
+
+
+def test_hub_copy_with_a_renamed_column_is_an_error_naming_it(hub_cache):
+    """Not "no training rows": a re-upload that renamed `answer_idx` says so."""
+    renamed = [{("answer_key" if key == "answer_idx" else key): value for key, value in row.items()} for row in fx.medqa_rows(2)]
+    _write_hub(hub_cache, hub_catalog.MEDQA, {(None, "train"): renamed, (None, "test"): renamed})
+    with pytest.raises(PreprocessError) as info:
+        _hub_records("medqa")
+    message = str(info.value)
+    assert "GBaker/MedQA-USMLE-4-options@0fb93dd" in message and "no column 'answer_idx'" in message
+    assert "answer_key" in message and "path:" in message

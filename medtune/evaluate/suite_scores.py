@@ -95,6 +95,8 @@ def score_suite(suite: str, items: list[SuiteItem], harness: dict, generations: 
     generated = None if generations is None else {
         item.id: extract_answer(generations[item.id]["output"], item.choices) for item in items}
     entry = _entry(items, generated, samples, seed)
+    harness = dict(harness)
+    entry["sample"] = harness.pop("sample", None)  # "all 500", or how a limited run drew its questions
     entry["acc"] = harness["acc"]  # the harness's own number is the headline (it equals the mean of its per-item acc)
     entry["harness"] = harness
     entries = {suite: entry}

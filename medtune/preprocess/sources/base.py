@@ -1,19 +1,19 @@
-"""What a source module provides, and loading its Hugging Face Hub copy with a clear error offline."""
+"""What a source module provides, and loading its Hugging Face Hub copy (pinned, columns checked) with a clear error."""
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Callable, Iterator
 
-from ...core.hub import hub_offline
+from ...core.hub import HubDataError, HubDataset, HubTables, hub_offline, load_hub_dataset
 from ..errors import PreprocessError
 from ..records import Malformed, Record
 from ..spec import SourceSpec
 
 Rows = Iterator[Record | Malformed]
-HubData = dict[str | None, dict[str, Any]]
-"""Hub config name -> split name -> datasets.Dataset."""
+HubData = HubTables
+"""Hub config name -> split name -> datasets.Dataset, and the commit they came from."""
 
 
 @dataclass(frozen=True)
@@ -24,17 +24,22 @@ class Source:
     summary: str
     """One line for help and the README: what it is and which layouts are read."""
     licence: str
-    """As the publisher states it (see ../shared/data/README.md)."""
+    """As the publisher states it."""
     files: Callable[[Path], list[Path]]
     """The publisher files below a path (file or folder) that `read` uses; PreprocessError if none."""
     read: Callable[[list[Path], SourceSpec], Rows]
-    hub_id: str | None = None
+    hub: HubDataset | None = None
+    """The Hub copy read when the recipe gives no `path:` (medtune.core.hub_catalog: id, pinned revision, columns)."""
     read_hub: Callable[[HubData, SourceSpec], Rows] | None = None
-    hub_configs: tuple[str | None, ...] = (None,)
-    """Hub configurations loaded and read together (MMLU: one per subject)."""
+    hub_splits: tuple[str, ...] | None = None
+    """The Hub splits read (None: all the catalog lists), e.g. not MedMCQA's unlabelled test split."""
     aliases: tuple[str, ...] = ()
     qtypes: frozenset[str] | None = field(default=None)
     """Known question types, so a typo in `qtypes:` is reported instead of silently matching nothing."""
+
+    @property
+    def hub_id(self) -> str | None:
+        return self.hub.repo_id if self.hub is not None else None
 
 
 def hub_available() -> bool:
@@ -42,28 +47,19 @@ def hub_available() -> bool:
 
 
 def load_hub(source: Source) -> HubData:
-    """Every config and split of the source's Hub copy (datasets keeps its own download cache)."""
-    import datasets
-
-    data: HubData = {}
-    for config in source.hub_configs:
-        label = f"{source.hub_id}" + (f" ({config})" if config else "")
-        try:
-            loaded = datasets.load_dataset(source.hub_id, config)
-        except Exception as exc:  # datasets raises network, auth and not-found errors of many types
-            offline = "" if hub_available() else " (HF_HUB_OFFLINE is set)"
-            raise PreprocessError(
-                f"could not load {label} from the Hugging Face Hub{offline}: {type(exc).__name__}: {exc}",
-                fix=f"give `path:` to the publisher's files on disk for source '{source.name}', or allow Hub access",
-            ) from exc
-        data[config] = dict(loaded)
-    return data
+    """The source's Hub copy at its pinned revision (the Hugging Face cache when offline), columns checked."""
+    if source.hub is None or source.read_hub is None:
+        raise PreprocessError(f"source '{source.name}' has no Hub copy", fix="give `path:` to the publisher's files on disk")
+    try:
+        return load_hub_dataset(source.hub, splits=source.hub_splits)
+    except HubDataError as exc:
+        offline = ", or unset HF_HUB_OFFLINE so the pinned revision is downloaded once" if hub_offline() else ""
+        raise PreprocessError(str(exc), fix=f"give `path:` to the publisher's files on disk for source '{source.name}'{offline}") from exc
 
 
 def hub_fingerprint(data: HubData) -> str:
-    """The datasets library's own fingerprints: they change when the Hub revision's files change."""
-    parts = [f"{config}/{split}={ds._fingerprint}" for config, splits in data.items() for split, ds in sorted(splits.items())]
-    return "|".join(parts)
+    """Repository, commit and files read: a pinned commit's files never change."""
+    return data.fingerprint
 
 
 def split_from_name(name: str) -> str | None:

@@ -11,6 +11,8 @@ from ..readers import iter_json_objects, show
 from ..records import Malformed, Record
 from ..spec import SourceSpec
 from ..text import clean, clean_question
+from ...core import hub_catalog
+from ...core.hub import HubDataset
 from .base import HubData, Rows, Source, need_files
 
 _LICENCE = "from a GPL-3.0 repository (medAlpaca): use for tests and research only; check before redistributing"
@@ -47,14 +49,14 @@ def _reader(name: str):
     return read, read_hub
 
 
-def _source(name: str, hub_id: str, summary: str, aliases: tuple[str, ...] = ()) -> Source:
+def _source(name: str, hub: HubDataset, summary: str, aliases: tuple[str, ...] = ()) -> Source:
     read, read_hub = _reader(name)
-    return Source(name=name, summary=summary, licence=_LICENCE, files=files, read=read, hub_id=hub_id,
+    return Source(name=name, summary=summary, licence=_LICENCE, files=files, read=read, hub=hub,
                   read_hub=read_hub, aliases=aliases)
 
 
-FLASHCARDS = _source("flashcards", "medalpaca/medical_meadow_medical_flashcards",
+FLASHCARDS = _source("flashcards", hub_catalog.FLASHCARDS,
                      "Medical flashcards (medAlpaca): 34k short question/answer cards", ("medical_flashcards",))
-WIKIDOC = _source("wikidoc", "medalpaca/medical_meadow_wikidoc", "WikiDoc textbook QA (medAlpaca): 10k questions")
-MEDICAL_MEADOW = _source("medical_meadow", "medalpaca/medical_meadow_wikidoc_patient_information",
+WIKIDOC = _source("wikidoc", hub_catalog.WIKIDOC, "WikiDoc textbook QA (medAlpaca): 10k questions")
+MEDICAL_MEADOW = _source("medical_meadow", hub_catalog.WIKIDOC_PATIENT_INFORMATION,
                          "WikiDoc patient information (medAlpaca medical meadow): 5,942 questions", ("wikidoc_patient_information",))

@@ -12,6 +12,7 @@ from ..readers import iter_json_objects, show
 from ..records import Malformed, Record
 from ..spec import SourceSpec
 from ..text import clean, clean_question
+from ...core import hub_catalog
 from .base import HubData, Rows, Source, need_files
 
 _OPTION_FIELDS = ("opa", "opb", "opc", "opd")
@@ -66,9 +67,7 @@ def read(paths: list[Path], src: SourceSpec) -> Rows:
 
 
 def read_hub(data: HubData, src: SourceSpec) -> Rows:
-    for split, ds in data[None].items():
-        if _SPLITS.get(split) is None:
-            continue  # the Hub's test split: cop is -1 throughout; its `cop` is a 0-based ClassLabel
+    for split, ds in data[None].items():  # train and validation: the test split's cop is -1 throughout
         for i, row in enumerate(ds):
             yield _record(row, 0, _SPLITS[split], f"{split}/{i}", f"hub {split} row {i}")
 
@@ -76,9 +75,10 @@ def read_hub(data: HubData, src: SourceSpec) -> Rows:
 SOURCE = Source(
     name="medmcqa",
     summary="MedMCQA: 194k Indian medical entrance-exam questions, 4 options, 21 subjects (dev 4,183 is the test split)",
-    licence="MIT (files in ../shared/data); Apache-2.0 on the Hub",
+    licence="MIT (the publisher's files); Apache-2.0 on the Hub",
     files=files,
     read=read,
-    hub_id="openlifescienceai/medmcqa",
+    hub=hub_catalog.MEDMCQA,
     read_hub=read_hub,
+    hub_splits=("train", "validation"),
 )

@@ -10,6 +10,7 @@ from ..readers import iter_json_objects, show
 from ..records import Malformed, Record
 from ..spec import SourceSpec
 from ..text import clean, clean_question
+from ...core import hub_catalog
 from .base import HubData, Rows, Source, need_files, walk_files, split_from_name
 
 
@@ -62,7 +63,7 @@ SOURCE = Source(
     licence="MIT",
     files=files,
     read=read,
-    hub_id="GBaker/MedQA-USMLE-4-options",
+    hub=hub_catalog.MEDQA,
     read_hub=read_hub,
     aliases=("medqa_usmle",),
     qtypes=frozenset({"step1", "step2&3"}),

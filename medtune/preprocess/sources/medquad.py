@@ -13,6 +13,7 @@ from ..readers import iter_csv, read_bytes, show
 from ..records import Malformed, Record
 from ..spec import SourceSpec
 from ..text import clean, clean_medquad_answer, clean_question
+from ...core import hub_catalog
 from .base import HubData, Rows, Source, need_files, walk_files
 
 # Most files use Document/QAPairs/QAPair/Question/Answer; four NINDS files use doc/qaPairs/pair/question/answer.
@@ -117,7 +118,7 @@ SOURCE = Source(
     licence="CC BY 4.0",
     files=files,
     read=read,
-    hub_id="keivalya/MedQuAD-MedicalQnADataset",
+    hub=hub_catalog.MEDQUAD,
     read_hub=read_hub,
     qtypes=QTYPES,
 )

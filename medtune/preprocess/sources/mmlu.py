@@ -12,9 +12,10 @@ from ..readers import iter_csv, show
 from ..records import Malformed, Record
 from ..spec import SourceSpec
 from ..text import clean, clean_question
+from ...core import hub_catalog
 from .base import HubData, Rows, Source, need_files, walk_files
 
-SUBJECTS = ("anatomy", "clinical_knowledge", "college_biology", "college_medicine", "medical_genetics", "professional_medicine")
+SUBJECTS = hub_catalog.MMLU_MEDICAL_SUBJECTS
 _NAME = re.compile(r"^(?P<subject>[a-z_]+?)_(?P<split>dev|val|test)$")
 _SPLITS = {"dev": "train", "val": "val", "validation": "val", "test": "test", "auxiliary_train": "train"}
 _LETTERS = "ABCD"
@@ -70,8 +71,7 @@ SOURCE = Source(
     licence="MIT",
     files=files,
     read=read,
-    hub_id="cais/mmlu",
-    hub_configs=SUBJECTS,
+    hub=hub_catalog.MMLU,
     read_hub=read_hub,
     aliases=("mmlu",),
     qtypes=frozenset(SUBJECTS),

@@ -12,6 +12,7 @@ from ..readers import load_json, show
 from ..records import Malformed, Record
 from ..spec import SourceSpec
 from ..text import clean, clean_question
+from ...core import hub_catalog
 from .base import HubData, Rows, Source
 
 GROUND_TRUTH = "test_ground_truth.json"
@@ -68,12 +69,16 @@ def read(paths: list[Path], src: SourceSpec) -> Rows:
 
 
 def read_hub(data: HubData, src: SourceSpec) -> Rows:
-    # pqa_labeled ships one `train` split of 1,000; the official 500-question test ids are not on the Hub.
+    # pqa_labeled ships one `train` split of 1,000; the official 500-question test split is not marked on
+    # the Hub, so its ids, shipped with medtune, split the rows as test_ground_truth.json does for the files.
+    test_ids = set(hub_catalog.pubmedqa_test_ids())
     for split, ds in data["pqa_labeled"].items():
         for i, row in enumerate(ds):
             context = row.get("context") or {}
-            yield _record(row["pubid"], row.get("question"), context.get("contexts"), context.get("labels"),
-                          row.get("final_decision"), row.get("long_answer"), None, f"hub {split} row {i}")
+            pmid = str(row["pubid"])
+            yield _record(pmid, row.get("question"), context.get("contexts"), context.get("labels"),
+                          row.get("final_decision"), row.get("long_answer"), "test" if pmid in test_ids else "train",
+                          f"hub {split} row {i}")
 
 
 SOURCE = Source(
@@ -82,7 +87,6 @@ SOURCE = Source(
     licence="MIT",
     files=files,
     read=read,
-    hub_id="qiaojin/PubMedQA",
-    hub_configs=("pqa_labeled",),
+    hub=hub_catalog.PUBMEDQA,
     read_hub=read_hub,
 )
