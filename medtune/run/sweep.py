@@ -1,11 +1,14 @@
 """Run every point of a recipe's sweep as its own run, then compare the runs and name the best point.
 
 A failed point is recorded and the sweep goes on; the sweep's own folder (runs/<name>/<timestamp>/)
-holds sweep.json (points, their run directories, status, best) and the comparison.
+holds sweep.json (points, their run directories, status, best), a copy of the recipe, and the comparison.
+`--resume` of a sweep resumes each point that has a run directory (its finished stages are skipped, an
+interrupted training continues from its checkpoint) and runs the points not started yet.
 """
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -19,7 +22,8 @@ from ..recipe.sweep import TRAINING_METRICS, Point, expand, point_overrides
 from .pipeline import RunOptions, run_one, selected_stages
 
 
-def _prepare(recipe_path: Path, recipe: Recipe, base: list[str]) -> list[tuple[Point, Recipe, list[str]]]:
+def _prepare(recipe_path: Path, recipe: Recipe, base: list[str], options: RunOptions,
+             base_dir: Path | None = None) -> list[tuple[Point, Recipe, list[str]]]:
     """Load, render and pre-flight every point before any of them runs: a bad point fails now, not hours in."""
     from ..launch import preflight
     from ..recipe.loader import load
@@ -29,7 +33,7 @@ def _prepare(recipe_path: Path, recipe: Recipe, base: list[str]) -> list[tuple[P
     for point in expand(recipe.sweep):
         overrides = point_overrides(recipe.name, point, base)
         try:
-            point_recipe, _ = load(recipe_path, overrides)
+            point_recipe, _ = load(recipe_path, overrides, base_dir=base_dir)
             render(point_recipe)
         except RecipeError as exc:
             problems += [Problem(f"sweep point {point.label}: {p.path}", p.message, p.given, p.allowed, p.suggestion)
@@ -38,8 +42,9 @@ def _prepare(recipe_path: Path, recipe: Recipe, base: list[str]) -> list[tuple[P
         prepared.append((point, point_recipe, overrides))
     if problems:
         raise RecipeError(str(recipe_path), problems)
-    for _, point_recipe, _ in prepared:
-        preflight.check(point_recipe)
+    if not options.dry_run:  # as for one run: a dry run plans on any machine
+        preflight.check_points(recipe.name, [(point.label, point_recipe) for point, point_recipe, _ in prepared],
+                               selected_stages(options), runs_dir=options.runs_dir)
     return prepared
 
 
@@ -86,16 +91,24 @@ def share_base_generations(done_runs: list[Path], run_dir: Path) -> int:
 
 
 def _run_points(options: RunOptions, recipe_path: Path, prepared: list, summary: dict, summary_path: Path) -> bool:
-    """Run each point; returns False when the user interrupted the sweep."""
+    """Run each point (resumed: in the run directory it had); returns False when the user interrupted the sweep."""
+    earlier = {e["label"]: e for e in summary["points"]}
     for i, (point, point_recipe, overrides) in enumerate(prepared, 1):
         console.rule(f"[bold]sweep point {i}/{len(prepared)}: {point.label}")
-        run = RunDir.create(options.runs_dir, point_recipe.name)
-        done = [Path(e["run_dir"]) for e in summary["points"] if e["status"] == "done"]
-        shared = share_base_generations(done, run.path) if "eval" in selected_stages(options) else 0
-        if shared:
-            console.print(f"[dim]base model: {shared} answers from earlier points reused where prompts and settings match[/dim]")
-        entry = {"label": point.label, "overrides": point.overrides, "run_dir": str(run), "status": "running", "started": now()}
-        summary["points"].append(entry)
+        entry = earlier.get(point.label)
+        if entry is None:
+            run = RunDir.create(options.runs_dir, point_recipe.name)
+            done = [Path(e["run_dir"]) for e in summary["points"] if e["status"] == "done"]
+            shared = share_base_generations(done, run.path) if "eval" in selected_stages(options) else 0
+            if shared:
+                console.print(f"[dim]base model: {shared} answers from earlier points reused where prompts and settings match[/dim]")
+            entry = {"label": point.label, "overrides": point.overrides, "run_dir": str(run), "started": now()}
+            summary["points"].append(entry)
+        else:  # run before: its run directory skips the stages done and picks up where it stopped
+            run = RunDir(entry["run_dir"])
+            entry.pop("error", None)
+            entry["resumed"] = now()
+        entry["status"] = "running"
         write_json_atomic(summary_path, summary)
         started = time.monotonic()
         try:
@@ -141,18 +154,68 @@ def _finish(recipe: Recipe, summary: dict, sweep_dir: Path) -> None:
                   f"{'lowest' if minimize else 'highest'}) -> {entry['run_dir']}")
 
 
+SWEEP_FILE = "sweep.json"
+SWEEP_RECIPE = "recipe.yaml"
+
+
 def run_sweep(options: RunOptions, recipe_path: Path, recipe: Recipe, overrides: list[str]) -> int:
     """Every point of the recipe's sweep as its own run (base: the command line's --set), then the comparison."""
     _check_stages(recipe, options)
-    prepared = _prepare(recipe_path, recipe, overrides)
+    prepared = _prepare(recipe_path, recipe, overrides, options)
     _print_points(recipe, prepared)
     if options.dry_run:
         return 0
     sweep_dir = RunDir.create(options.runs_dir, recipe.name).path
-    summary_path = sweep_dir / "sweep.json"
+    shutil.copyfile(recipe_path, sweep_dir / SWEEP_RECIPE)
     summary = {"recipe": recipe.name, "recipe_source": str(recipe_path.resolve()), "overrides": list(overrides),
                "metric": recipe.sweep.metric, "created": now(), "status": "running", "points": []}
     console.print(f"[bold]sweep directory:[/bold] {sweep_dir}")
+    return _sweep(options, recipe_path, recipe, prepared, summary, sweep_dir)
+
+
+def find_sweep(resume: str, runs_dir: Path, recipe_path: str | Path | None) -> Path | None:
+    """The sweep folder `--resume` names (a folder holding sweep.json, or `RECIPE --resume latest` of a sweep
+    recipe: its newest one under runs_dir); None when the resume is of a single run."""
+    if resume != "latest":
+        return Path(resume) if (Path(resume) / SWEEP_FILE).is_file() else None
+    if recipe_path is None:
+        return None
+    from ..recipe.loader import read_yaml
+
+    raw = read_yaml(Path(recipe_path))
+    if not raw.get("sweep"):
+        return None
+    folder = Path(runs_dir) / str(raw.get("name"))
+    found = sorted(p.parent for p in folder.glob(f"*/{SWEEP_FILE}"))
+    if not found:
+        raise MedtuneError(f"--resume latest: no earlier sweep of '{raw.get('name')}' under {folder}")
+    return found[-1]
+
+
+def resume_sweep(options: RunOptions, sweep_dir: Path, extra: list[str]) -> int:
+    """Continue a sweep from its folder: the recipe copy there, read with the original file's folder as the base
+    of its relative paths (so it works from any working directory), and the points' own run directories."""
+    from ..recipe.loader import load
+
+    summary = json.loads((sweep_dir / SWEEP_FILE).read_text())
+    recipe_path = Path(summary["recipe_source"])
+    copy = sweep_dir / SWEEP_RECIPE
+    source = copy if copy.is_file() else recipe_path  # sweeps made before the copy was kept
+    summary["overrides"] = overrides = list(summary.get("overrides", [])) + list(extra)
+    recipe, _ = load(source, overrides, base_dir=recipe_path.parent)
+    _check_stages(recipe, options)
+    prepared = _prepare(source, recipe, overrides, options, base_dir=recipe_path.parent)
+    _print_points(recipe, prepared)
+    if options.dry_run:
+        return 0
+    summary["status"] = "running"
+    console.print(f"[bold]sweep directory:[/bold] {sweep_dir} (resumed)")
+    return _sweep(options, recipe_path, recipe, prepared, summary, sweep_dir)
+
+
+def _sweep(options: RunOptions, recipe_path: Path, recipe: Recipe, prepared: list, summary: dict, sweep_dir: Path) -> int:
+    summary_path = sweep_dir / SWEEP_FILE
+    write_json_atomic(summary_path, summary)
     completed = _run_points(options, recipe_path, prepared, summary, summary_path)
     try:
         _finish(recipe, summary, sweep_dir)
@@ -162,7 +225,8 @@ def run_sweep(options: RunOptions, recipe_path: Path, recipe: Recipe, overrides:
         summary["updated"] = now()
         write_json_atomic(summary_path, summary)
     if not completed:
-        console.print(f"[yellow]sweep interrupted; finished points are in {summary_path}[/yellow]")
+        console.print(f"[yellow]sweep interrupted; finished points are in {summary_path}; continue with: "
+                      f"python launch.py --resume {sweep_dir}[/yellow]")
         return 130
     if failed:
         err_console.print(f"{len(failed)} of {len(prepared)} sweep points failed: {', '.join(failed)} (see {summary_path})",
