@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Benchmark: evaluation's batched generation against one question at a time (model.generate per question).
 
-    python bench/bench_eval.py [--questions 32] [--max-new-tokens 96] [--batch-size 32] [--threads N]
+    python bench/bench_eval.py [--questions 32] [--max-new-tokens 96] [--batch-size 32] [--threads N] [--data MEDQUAD]
 
 Same model (SmolLM2-135M-Instruct, fp32), same MedQuAD questions, same greedy settings; checks that both
 give the same token ids, prints a table and writes bench/results/eval.json. The defaults are the demo
@@ -26,18 +26,30 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+from medtune.core.env import private_env  # noqa: E402  (needs the sys.path line above)
+
+private_env()
+
+from medquad_data import DATA_HELP, answered_questions, describe  # noqa: E402  (beside this script; imports medtune)
 
 
-def medquad_questions(folder: Path, count: int, seed: int) -> list[str]:
-    """A seeded sample of MedQuAD questions that have answers (the kind of held-out question eval sees)."""
+def medquad_questions(data: Path | None, count: int, seed: int) -> list[str]:
+    """A seeded sample of MedQuAD questions that have answers (the kind of held-out question eval sees).
+
+    The publisher's XML folder is read as the README's figures were measured; any other MedQuAD (a CSV, the Hub
+    copy, the demo rows) through medtune's own reader.
+    """
     questions = []
-    for path in sorted(folder.glob("*/*.xml")):
-        for pair in ET.parse(path).getroot().iter("QAPair"):
-            question, answer = pair.find("Question"), pair.find("Answer")
-            if question is not None and answer is not None and (answer.text or "").strip():
-                questions.append(" ".join(question.text.split()))
+    if data is not None and data.is_dir():
+        for path in sorted(data.glob("*/*.xml")):
+            for pair in ET.parse(path).getroot().iter("QAPair"):
+                question, answer = pair.find("Question"), pair.find("Answer")
+                if question is not None and answer is not None and (answer.text or "").strip():
+                    questions.append(" ".join(question.text.split()))
+    else:
+        questions = answered_questions(data)
     if len(questions) < count:
-        raise SystemExit(f"only {len(questions)} answered questions under {folder}")
+        raise SystemExit(f"only {len(questions)} answered questions in {describe(data)}")
     return random.Random(seed).sample(questions, count)
 
 
@@ -91,7 +103,7 @@ def main() -> int:
     parser.add_argument("--max-new-tokens", type=int, default=96)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's own)")
-    parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "medquad")
+    parser.add_argument("--data", type=Path, help=DATA_HELP)
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "eval.json")
     args = parser.parse_args()
 
@@ -145,7 +157,7 @@ def main() -> int:
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "torch_threads": torch.get_num_threads(),
                     "load_average_1min": round(os.getloadavg()[0], 2)},
-        "model": "smollm2-135m-instruct (fp32)", "questions": len(questions), "max_new_tokens": args.max_new_tokens,
+        "model": "smollm2-135m-instruct (fp32)", "data": describe(args.data), "questions": len(questions), "max_new_tokens": args.max_new_tokens,
         "batch_size": args.batch_size, "prompt_tokens_mean": round(sum(map(len, prompts)) / len(prompts), 1),
         "generated_tokens": tokens,
         "one_at_a_time": {"seconds": round(single_s, 2), "answers_per_s": round(len(prompts) / single_s, 3),

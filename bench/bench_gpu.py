@@ -42,6 +42,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+from medtune.core.env import private_env  # noqa: E402  (needs the sys.path line above)
+
+private_env()
 
 RECIPES = ["recipes/llama1b-lora.yaml", "recipes/llama1b-qlora.yaml", "recipes/llama1b-full.yaml"]
 
@@ -162,10 +165,20 @@ def measured_peak_tflops(device: str) -> float | None:
     return best
 
 
+def model_flops_per_token(facts, method: str, n_trainable: int, sequence_len: int) -> int:
+    """Training FLOPs per token (see the module docstring): 6N for full weights, 4N plus 6 x trainable with a frozen
+    base, plus attention over the whole sequence; gradient checkpointing's recompute not counted."""
+    from medtune.launch.plan import matmul_params
+
+    frozen_base = method in ("lora", "qlora")
+    return ((4 if frozen_base else 6) * matmul_params(facts) + (6 * n_trainable if frozen_base else 0)
+            + 12 * facts.num_layers * sequence_len * facts.hidden_size)
+
+
 def run_method(recipe, facts, folder: Path, device: str, steps: int, warmup: int, liger: bool, attention: str) -> dict:
     import torch
 
-    from medtune.launch.plan import estimate_memory, matmul_params
+    from medtune.launch.plan import estimate_memory
 
     t = recipe.training
     if device == "cuda":
@@ -202,10 +215,8 @@ def run_method(recipe, facts, folder: Path, device: str, steps: int, warmup: int
     seconds = time.perf_counter() - started
 
     tokens = steps * t.gradient_accumulation_steps * t.micro_batch_size * t.sequence_len
-    frozen_base = recipe.method.name in ("lora", "qlora")
     n_trainable = sum(p.numel() for p in trainable)
-    flops_per_token = ((4 if frozen_base else 6) * matmul_params(facts) + (6 * n_trainable if frozen_base else 0)
-                       + 12 * facts.num_layers * t.sequence_len * facts.hidden_size)
+    flops_per_token = model_flops_per_token(facts, recipe.method.name, n_trainable, t.sequence_len)
     # The estimate for what actually ran: Liger's fused cross-entropy only where it was applied.
     estimate = estimate_memory(recipe.model_copy(update={"training": t.model_copy(update={"liger": liger})}), facts)
     row = {

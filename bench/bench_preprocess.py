@@ -1,7 +1,10 @@
 #!/usr/bin/env python
-"""Benchmark: preprocess all of MedQuAD (11,274 XML files, 47,457 QA pairs) from a cold and a warm cache.
+"""Benchmark: preprocess MedQuAD from a cold and a warm cache (the README's figures: all of the publisher's
+11,274 XML files, 47,457 QA pairs, given with --data).
 
-    python bench/bench_preprocess.py [--data ../shared/data/medquad] [--repeat 3] [--tokenizer smollm2-135m-instruct --sequence-len 1024]
+    python bench/bench_preprocess.py [--data MEDQUAD_FOLDER] [--repeat 3] [--tokenizer smollm2-135m-instruct --sequence-len 1024]
+
+Without --data: MedQuAD's Hub copy when the Hub may be contacted, else the project's demo rows.
 
 Prints rows/s and writes bench/results/preprocess.json. Each cold run uses a fresh cache folder.
 """
@@ -19,28 +22,33 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from medtune.core.env import private_env  # noqa: E402  (needs the sys.path line above)
+
+private_env()
+
+from medquad_data import DATA_HELP, describe, medquad_entry  # noqa: E402  (beside this script; imports medtune)
 
 
-def run_once(data: Path, out: Path, cache: Path, tokenizer, sequence_len) -> tuple[float, dict]:
+def run_once(data: Path | None, out: Path, cache: Path, tokenizer, sequence_len) -> tuple[float, dict]:
     from medtune.preprocess.pipeline import prepare
     from medtune.preprocess.spec import DataSpec
 
     os.environ["MEDTUNE_CACHE"] = str(cache)
     started = time.perf_counter()
-    manifest = prepare(DataSpec(train=[{"source": "medquad", "path": str(data)}]), out, tokenizer=tokenizer, sequence_len=sequence_len)
+    manifest = prepare(DataSpec(train=[medquad_entry(data)]), out, tokenizer=tokenizer, sequence_len=sequence_len)
     return time.perf_counter() - started, manifest
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=REPO / ".." / "shared" / "data" / "medquad")
+    parser.add_argument("--data", type=Path, help=DATA_HELP)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--tokenizer", help="also time the too_long filter with this model's tokenizer")
     parser.add_argument("--sequence-len", type=int, default=1024)
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "preprocess.json")
     args = parser.parse_args()
-    if not args.data.is_dir():
-        print(f"MedQuAD folder not found: {args.data}", file=sys.stderr)
+    if args.data is not None and not args.data.exists():
+        print(f"MedQuAD not found: {args.data}", file=sys.stderr)
         return 2
 
     tok = None
@@ -56,9 +64,9 @@ def main() -> int:
         cold, warm = [], []
         for _ in range(args.repeat):
             with tempfile.TemporaryDirectory() as tmp:
-                seconds, manifest = run_once(args.data.resolve(), Path(tmp) / "out", Path(tmp) / "cache", tokenizer, seq)
+                seconds, manifest = run_once(args.data, Path(tmp) / "out", Path(tmp) / "cache", tokenizer, seq)
                 cold.append(seconds)
-                seconds, hit = run_once(args.data.resolve(), Path(tmp) / "out2", Path(tmp) / "cache", tokenizer, seq)
+                seconds, hit = run_once(args.data, Path(tmp) / "out2", Path(tmp) / "cache", tokenizer, seq)
                 assert hit["cache"] == "hit"
                 warm.append(seconds)
         pairs = manifest["sources"][0]["read"]
@@ -80,7 +88,8 @@ def main() -> int:
               f"{pairs / best:,.0f} pairs/s, {emitted / best:,.0f} rows/s; cache hit {statistics.median(warm):.2f} s")
 
     report = {
-        "benchmark": "preprocess MedQuAD (all 12 folders)",
+        "benchmark": "preprocess MedQuAD",
+        "data": describe(args.data),
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform(),
                     "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None},
         "tokenizer": args.tokenizer,

@@ -1,10 +1,11 @@
 #!/usr/bin/env python
 """Benchmark: training throughput, the seeds' way against medtune's, side by side in one run.
 
-    python bench/bench_train.py [--rows 28] [--packed-per-step 1] [--val-share 0] [--lora-dropout 0.05] [--data ../shared/data/medquad]
+    python bench/bench_train.py [--rows 28] [--packed-per-step 1] [--val-share 0] [--lora-dropout 0.05] [--data MEDQUAD_FOLDER]
 
 Both sides train SmolLM2-135M-Instruct with the same LoRA settings (the demo recipe's) on the same MedQuAD training rows
-(real lengths, preprocessed once by medtune), one epoch, on CPU:
+(real lengths, preprocessed once by medtune; --data, else the Hub copy when the Hub may be contacted, else the
+project's demo rows), one epoch, on CPU:
   seed-style: transformers' Trainer + peft, every row padded to 512 tokens, no packing (the seeds' notebooks);
   medtune:    the rendered recipe through `accelerate launch -m axolotl.cli.train` (sample packing with
               sdpa's block-diagonal mask keeping packed rows apart; one packed 512-token sequence per step,
@@ -32,8 +33,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("AXOLOTL_DO_NOT_TRACK", "1")
-os.environ.setdefault("DEEPEVAL_TELEMETRY_OPT_OUT", "YES")
+from medtune.core.env import private_env  # noqa: E402  (needs the sys.path line above)
+
+private_env()
+
+from medquad_data import DATA_HELP, describe, medquad_path  # noqa: E402  (beside this script; imports medtune)
 
 LORA = {"r": 16, "alpha": 32, "dropout": 0.05}  # the demo recipe's; --lora-dropout changes both sides
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -42,16 +46,17 @@ BATCH = 4  # the seed-style batch
 LR = 2e-4
 
 
-def write_recipe(folder: Path, data: Path, rows: int, packed_per_step: int, val_share: float = 0.0) -> Path:
+def write_recipe(folder: Path, data: Path | None, rows: int, packed_per_step: int, val_share: float = 0.0) -> Path:
     path = folder / "bench-medtune.yaml"
+    where = medquad_path(data)
+    source = f"\n      path: {where}" if where is not None else "   # its Hub copy"
     path.write_text(f"""# python launch.py {path}
 name: bench-medtune
 model: smollm2-135m-instruct
 method: {{name: lora, rank: {LORA['r']}, alpha: {LORA['alpha']}, dropout: {LORA['dropout']}}}
 data:
   train:
-    - source: medquad
-      path: {data}
+    - source: medquad{source}
       limit: {rows}
   split: {{val: {val_share}, test: 0.0, seed: 7}}  # default 0: no validation split
 training:
@@ -152,11 +157,11 @@ def main() -> int:
                         help="medtune's micro_batch_size: packed 512-token sequences per step (default 1)")
     parser.add_argument("--val-share", type=float, default=0.0,
                         help="validation split held out by medtune's recipe, never evaluated in the timed loop (default 0)")
-    parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "medquad")
+    parser.add_argument("--data", type=Path, help=DATA_HELP)
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "train.json")
     args = parser.parse_args()
     LORA["dropout"] = args.lora_dropout
-    if not args.data.exists():
+    if args.data is not None and not args.data.exists():
         print(f"MedQuAD not found at {args.data}", file=sys.stderr)
         return 2
 
@@ -164,7 +169,7 @@ def main() -> int:
 
     model_dir = ensure_local("smollm2-135m-instruct")
     with tempfile.TemporaryDirectory() as tmp:
-        recipe = write_recipe(Path(tmp), args.data.resolve(), args.rows, args.packed_per_step, args.val_share)
+        recipe = write_recipe(Path(tmp), args.data, args.rows, args.packed_per_step, args.val_share)
         # medtune's split (preprocessed once, then cached) is what both sides train on.
         split = launch(recipe, Path(tmp) / "split", "preprocess")
         rows = [json.loads(line) for line in (split / "data" / "train.jsonl").read_text().splitlines()]
@@ -178,7 +183,7 @@ def main() -> int:
     result = {
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
-        "rows": len(rows), "sequence_len": SEQ, "micro_batch_size": {"seed_style": BATCH, "medtune": args.packed_per_step},
+        "data": describe(args.data), "rows": len(rows), "sequence_len": SEQ, "micro_batch_size": {"seed_style": BATCH, "medtune": args.packed_per_step},
         "val_share": args.val_share, "lora": dict(LORA),
         "seed_style": seed, "medtune": medtune, "speedup_real_tokens_per_s": ratio,
     }

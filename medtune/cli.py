@@ -5,24 +5,19 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
+from .core.env import private_env
 from .core.errors import MedtuneError
 
 if TYPE_CHECKING:
     from .run.pipeline import RunOptions
 
-# Set before any ML library is imported: medical work must not phone home, and tests run offline.
-os.environ.setdefault("AXOLOTL_DO_NOT_TRACK", "1")
-os.environ.setdefault("DO_NOT_TRACK", "1")
-os.environ.setdefault("WANDB_MODE", "disabled")
-os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
-os.environ.setdefault("DEEPEVAL_TELEMETRY_OPT_OUT", "YES")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Set before any ML library is imported: medical work must not phone home.
+private_env()
 
 
 @dataclass(frozen=True)
@@ -118,6 +113,11 @@ def _run_run(args: argparse.Namespace) -> int:
         raise MedtuneError("run needs a RECIPE (or --resume RUN_DIR)")
     options = _run_options(args)
     if args.resume:
+        from .run.sweep import find_sweep, resume_sweep
+
+        sweep_dir = find_sweep(args.resume, args.runs_dir, args.recipe)
+        if sweep_dir is not None:  # a sweep's folder, or `RECIPE --resume latest` of a sweep recipe
+            return resume_sweep(options, sweep_dir, list(args.set))
         run = find_resume_dir(args.resume, args.runs_dir, args.recipe, args.rehearse)
         old = run.manifest_data()
         # The recipe's relative paths start where the original recipe file was, not in the run directory.
@@ -219,13 +219,13 @@ COMMANDS: dict[str, Command] = {
 }
 
 
-def build_parser(selected: str | None = None) -> argparse.ArgumentParser:
+def build_parser(selected: str | None = None, prog: str = "medtune") -> argparse.ArgumentParser:
     """The one parser. Only the selected command's arguments are built: some live in modules whose
     import pulls in ML libraries, and `launch.py --help` should not wait for them."""
     parser = argparse.ArgumentParser(
-        prog="launch.py",
+        prog=prog,
         description="medtune: fine-tune small LLMs on medical QA from one YAML recipe.",
-        epilog="`python launch.py RECIPE` is short for `python launch.py run RECIPE`.",
+        epilog=f"`{prog} RECIPE` is short for `{prog} run RECIPE`.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, command in COMMANDS.items():
@@ -235,11 +235,12 @@ def build_parser(selected: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, prog: str = "medtune") -> int:
+    """The `medtune` console command; launch.py passes prog="python launch.py" so help shows what was typed."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] not in COMMANDS and argv[0] not in ("-h", "--help"):
         argv = ["run", *argv]  # the default command: `launch.py RECIPE ...` or `launch.py --resume RUN_DIR`
-    parser = build_parser(argv[0] if argv else None)
+    parser = build_parser(argv[0] if argv else None, prog)
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()

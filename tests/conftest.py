@@ -6,12 +6,11 @@ from pathlib import Path
 
 import pytest
 
+from medtune.core.env import private_env
+
+# Before any ML library is imported; the training processes inherit both.
 os.environ["HF_HUB_OFFLINE"] = "1"
-os.environ["AXOLOTL_DO_NOT_TRACK"] = "1"
-os.environ["DO_NOT_TRACK"] = "1"
-os.environ["WANDB_MODE"] = "disabled"
-os.environ["DEEPEVAL_TELEMETRY_OPT_OUT"] = "YES"
-os.environ["TOKENIZERS_PARALLELISM"] = "false"
+private_env()
 
 # DeepSpeed (imported by Axolotl) binds a logging handler to sys.stdout the first time it is imported.
 # Imported here, that is pytest's session-long stream; first imported inside a test using capsys, it

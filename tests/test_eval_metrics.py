@@ -1,4 +1,5 @@
-"""Scores: ROUGE/BLEU/BERTScore offline, seeded bootstrap intervals, answer-only loss, disclaimer share, answer reading."""
+"""Scores: ROUGE/BLEU/BERTScore offline, seeded bootstrap intervals, answer-only loss, disclaimer share, answer
+reading; and the golden values each gives on fixed texts."""
 from __future__ import annotations
 
 import math
@@ -13,6 +14,7 @@ from medtune.evaluate.perplexity import answer_losses
 from medtune.evaluate.safety import carries_disclaimer
 from medtune.evaluate.suite_scores import confusion, extract_answer, majority_baseline
 from medtune.evaluate.suites import SuiteItem
+from medtune.preprocess.spec import DEFAULT_DISCLAIMER
 
 REFS = ["Gout is arthritis caused by uric acid crystals in the joints.",
         "Iron deficiency is the most common cause of anemia.",
@@ -20,8 +22,7 @@ REFS = ["Gout is arthritis caused by uric acid crystals in the joints.",
 OUTS = ["Gout is a kind of arthritis caused by uric acid crystals.",
         "Anemia is often caused by a lack of iron.",
         "The liver makes bile."]
-DISCLAIMER = ("This information is for general education and is not a substitute for professional medical advice. "
-              "Consult a healthcare professional about your own situation.")
+DISCLAIMER = DEFAULT_DISCLAIMER  # the one training appends unless a recipe gives its own
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -103,7 +104,7 @@ def test_loss_counts_answer_tokens_only(smollm2_dir):
     conversations = [[{"role": "user", "content": "What is gout?"}, {"role": "assistant", "content": REFS[0]}],
                      [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Cause of anemia?"},
                       {"role": "assistant", "content": REFS[1]}]]
-    batched = answer_losses(model, tokenizer, conversations, batch_size=2)
+    batched = answer_losses(model, tokenizer, conversations, batch_tokens=4096, max_tokens=4096)
     for messages, got in zip(conversations, batched):
         prompt = tokenizer.apply_chat_template(messages[:-1], add_generation_prompt=True, return_dict=False)
         answer = tokenizer.encode(messages[-1]["content"], add_special_tokens=False) + [tokenizer.eos_token_id]
@@ -113,3 +114,84 @@ def test_loss_counts_answer_tokens_only(smollm2_dir):
         expected = torch.nn.functional.cross_entropy(logits, torch.tensor(answer), reduction="sum").item()
         assert got.tokens == len(answer)
         assert got.nll == pytest.approx(expected, rel=1e-4)
+
+
+# ---------------------------------------------------------------- golden values
+# What each metric gives on fixed texts, computed once with the real libraries and written here. The tests
+# above check properties (a perfect answer scores 1, intervals bracket the mean); these pin the numbers, so a
+# changed tokenizer, stemmer, BLEU setting, encoder layer, answer span or parsing rule fails a test instead of
+# quietly shifting every report. ROUGE and BLEU are exact arithmetic (tolerance 1e-9); the model-based scores
+# get 1e-4, far below any change that matters and above float noise across CPUs. After an intended change:
+#   .venv/bin/python -m pytest -q tests/test_eval_metrics.py -k golden
+# shows each new value in its failure message; write them in here.
+
+EXACT = 1e-9
+MODEL = 1e-4
+
+
+def test_rouge_and_bleu_golden():
+    aggregates, per_item = metrics.score_answers(OUTS, REFS, ["rouge", "bleu"], bertscore=None, samples=200, seed=0)
+    # First pair: 8 of the 11 stemmed words on either side are shared, so ROUGE-1 (and ROUGE-L) F = 8/11.
+    assert per_item["rouge1"] == pytest.approx([8 / 11, 0.5555555555555556, 0.14285714285714288], abs=EXACT)
+    assert per_item["rouge2"] == pytest.approx([0.6, 0.0, 0.0], abs=EXACT)
+    assert per_item["rougeL"] == pytest.approx([8 / 11, 0.3333333333333333, 0.14285714285714288], abs=EXACT)
+    # sacrebleu sentence BLEU with effective order (0-100), and corpus BLEU over the three pairs.
+    assert per_item["bleu"] == pytest.approx([48.326978309062184, 5.522397783539471, 3.2174093287959424], abs=EXACT)
+    assert aggregates["bleu_corpus"]["mean"] == pytest.approx(19.908675866093827, abs=EXACT)
+    # Seeded bootstrap intervals (200 resamples, seed 0) are part of what a report prints.
+    assert aggregates["bleu_corpus"]["ci"] == pytest.approx([1.4114496022197542, 48.326978309062184], abs=EXACT)
+    assert aggregates["rouge1"]["mean"] == pytest.approx(0.4752284752284752, abs=EXACT)
+    assert aggregates["rouge1"]["ci"] == pytest.approx([0.14285714285714288, 0.7272727272727272], abs=EXACT)
+    assert aggregates["rougeL"]["mean"] == pytest.approx(0.4011544011544011, abs=EXACT)
+    assert aggregates["bleu"]["mean"] == pytest.approx(19.022261807132534, abs=EXACT)
+    assert aggregates["bleu"]["ci"] == pytest.approx([3.217409328795943, 48.326978309062184], abs=EXACT)
+
+
+@pytest.mark.slow
+def test_bertscore_f1_golden_with_the_minilm_encoder():
+    f1 = metrics.BertScore().score(OUTS, REFS)["bertscore_f1"]
+    assert f1 == pytest.approx([0.9494829177856445, 0.8376922011375427, 0.40855857729911804], abs=MODEL)
+
+
+def test_answer_perplexity_golden_on_smollm2(smollm2_dir):
+    model, tokenizer = load(ModelRef("base", str(smollm2_dir)))
+    row = [{"role": "system", "content": "You are a careful medical assistant."},
+           {"role": "user", "content": "What is gout?"}, {"role": "assistant", "content": REFS[0]}]
+    (loss,) = answer_losses(model, tokenizer, [row], batch_tokens=4096, max_tokens=1024)
+    assert loss.tokens == 14 and loss.cut == 0  # the answer's 13 tokens and <|im_end|>
+    assert loss.nll == pytest.approx(39.1852812115103, rel=MODEL)
+    perplexity = stats.ratio_ci([loss.nll], [loss.tokens], transform=np.exp)  # as eval aggregates it
+    assert perplexity["mean"] == pytest.approx(16.427366907811184, rel=MODEL)
+
+
+YES_NO_MAYBE = ["yes", "no", "maybe"]
+# (generated reply, the gold answer): PubMedQA-style replies as a small model writes them.
+YES_NO_REPLIES = [("Yes. Statins lower LDL cholesterol.", 0), ("No, the trial found no benefit.", 1),
+                  ("Maybe; the evidence is mixed, though no harm was seen.", 2), ("The abstract does not say.", 0),
+                  ("Nothing suggests it; yes is unlikely.", 1), ("NO", 1)]
+LETTERS = ["A", "B", "C", "D"]
+LETTER_REPLIES = [("C", 2), ("B. Tell the attending physician", 1), ("(D) Beta blockers", 0), ("The answer is A.", 0),
+                  ("I would choose option B here", 3), ("A patient like this needs rest", 0), ("Answer: (C)", 2)]
+
+
+def test_answer_parsing_golden():
+    yes_no = [extract_answer(text, YES_NO_MAYBE) for text, _ in YES_NO_REPLIES]
+    assert yes_no == [0, 1, 2, None, 0, 1]  # the earliest choice named as a word; "Nothing" holds no "no"
+    assert confusion(YES_NO_MAYBE, [g for _, g in YES_NO_REPLIES], yes_no) == {
+        "labels": YES_NO_MAYBE, "matrix": [[1, 0, 0], [1, 2, 0], [0, 0, 1]], "invalid": [1, 0, 0]}
+    letters = [extract_answer(text, LETTERS) for text, _ in LETTER_REPLIES]
+    assert letters == [2, 1, 3, 0, 1, None, 2]  # a bare "A" at the start is the article, not an answer
+    assert confusion(LETTERS, [g for _, g in LETTER_REPLIES], letters) == {
+        "labels": LETTERS, "matrix": [[1, 0, 0, 1], [0, 1, 0, 0], [0, 0, 2, 0], [0, 1, 0, 0]], "invalid": [1, 0, 0, 0]}
+
+
+def test_disclaimer_detection_golden_at_its_threshold():
+    """The default disclaimer has 23 words; an answer carries it when 80% of them stand in runs of 3 or more."""
+    answer = "Gout is a kind of arthritis. "
+    words = DISCLAIMER.split()
+    assert len(words) == 23
+    assert carries_disclaimer(answer + " ".join(words[:19]), DISCLAIMER)  # 19/23 = 0.83
+    assert not carries_disclaimer(answer + " ".join(words[:18]), DISCLAIMER)  # 18/23 = 0.78
+    # Every fourth word replaced: runs of three remain, 15/23 = 0.65 of the words.
+    every_fourth = " ".join(w if i % 4 else "zz" for i, w in enumerate(words))
+    assert not carries_disclaimer(answer + every_fourth, DISCLAIMER)

@@ -5,8 +5,7 @@ import argparse
 import time
 from pathlib import Path
 
-import yaml
-
+from ..core.rundir import RunDir
 from .errors import EvalInputError
 
 SUITE_CHOICES = ("pubmedqa", "medqa", "medmcqa", "mmlu_medical")
@@ -19,8 +18,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--adapter", metavar="A", help="with --model: a PEFT adapter folder; base and adapter are both scored")
     p.add_argument("--suite", action="append", default=[], metavar="S",
                    help=f"benchmark suite, repeatable or comma-separated: {', '.join(SUITE_CHOICES)}")
-    p.add_argument("--limit", type=int, metavar="N", help="score at most N questions per suite (and N held-out questions)")
-    p.add_argument("--suite-data", metavar="DIR", help="folder with the suites' publisher files (default: the recipe's or ../shared/data)")
+    p.add_argument("--limit", type=int, metavar="N", help="score N questions per suite (per MMLU subject; a seeded sample keeping the answers' mix) and N held-out questions")
+    p.add_argument("--suite-data", metavar="DIR", help="folder with the suites' publisher files (default: the recipe's, else each suite's pinned Hub copy)")
     p.add_argument("--system-prompt", metavar="TEXT", help="with --model: system turn before each suite question")
     p.add_argument("--batch-size", type=int, metavar="N", help="questions generated/scored together")
     p.add_argument("--out", type=Path, metavar="DIR", help="with --model: where eval/ is written (default runs/eval/<model>-<time>)")
@@ -38,12 +37,13 @@ def _suites(values: list[str]) -> list[str]:
 def _spec(section: dict, source: str):
     from pydantic import ValidationError
 
+    from ..core.schema import validation_problems
     from .spec import EvalSpec
 
     try:
         return EvalSpec.model_validate(section)
     except ValidationError as exc:
-        problems = [f"  eval.{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in exc.errors()]
+        problems = [f"  - {problem.render()}" for problem in validation_problems(exc, EvalSpec, at=("eval",))]
         raise EvalInputError(f"{source}: the eval section is not valid:\n" + "\n".join(problems)) from None
 
 
@@ -64,52 +64,37 @@ def _overrides(args: argparse.Namespace, suites: list[str]) -> dict:
     return changes
 
 
-def trained_model(train_dir: Path) -> tuple[str, str]:
-    """(folder, "adapter" | "full") for what training left in RUN_DIR/train/."""
-    if (train_dir / "adapter_config.json").is_file():
-        return str(train_dir), "adapter"
-    if (train_dir / "config.json").is_file() and (any(train_dir.glob("*.safetensors")) or any(train_dir.glob("*.bin"))):
-        return str(train_dir), "full"
-    raise EvalInputError(f"{train_dir} holds neither a PEFT adapter (adapter_config.json) nor full weights "
-                         "(config.json + *.safetensors): train first, or use `eval --model M --suite S` for a base model")
-
-
 def _run_dir_job(args: argparse.Namespace, suites: list[str]) -> dict:
-    run_dir = args.run_dir
-    resolved = run_dir / "recipe.resolved.yaml"
-    if not resolved.is_file():
-        raise EvalInputError(f"{run_dir} is not a run directory: {resolved} is missing")
-    try:
-        recipe = yaml.safe_load(resolved.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise EvalInputError(f"{resolved}: not valid YAML ({exc})") from None
-    if not isinstance(recipe.get("model"), str):
-        raise EvalInputError(f"{resolved}: no `model:` naming the base model")
-    spec = _spec({**(recipe.get("eval") or {}), **_overrides(args, suites)}, str(resolved))
+    from ..models.loader import run_refs  # imports torch: not for every command's parser
+
+    run = RunDir.open(args.run_dir, "eval RUN_DIR")
+    recipe = run.resolved_recipe()
+    spec = _spec({**(recipe.get("eval") or {}), **_overrides(args, suites)}, str(run.resolved))
+    base, tuned = run_refs(run)
     data = recipe.get("data") or {}
     disclaimer = data.get("disclaimer") or {}
-    tuned, kind = trained_model(run_dir / "train")
-    return dict(run_dir=run_dir, spec=spec, base_model=recipe["model"], tuned=tuned, tuned_kind=kind,
-                system_prompt=data.get("system_prompt"),
+    return dict(run_dir=run.path, spec=spec, base=base, tuned=tuned, system_prompt=data.get("system_prompt"),
                 disclaimer_text=disclaimer.get("text") if disclaimer.get("enabled") else None)
 
 
 def _model_job(args: argparse.Namespace, suites: list[str]) -> dict:
     if not suites:
         raise EvalInputError("eval --model needs at least one --suite (held-out questions come with a RUN_DIR)")
-    if args.adapter and not (Path(args.adapter) / "adapter_config.json").is_file():
-        raise EvalInputError(f"--adapter {args.adapter}: no adapter_config.json there")
+    from ..models.loader import adapter_ref, base_ref
+
     spec = _spec({"metrics": [], **_overrides(args, suites)}, "command line")
+    base = base_ref(args.model)
+    tuned = adapter_ref(base, args.adapter) if args.adapter else None
     name = Path(args.model).name or "model"
     out = args.out or Path("runs") / "eval" / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    return dict(run_dir=out, spec=spec, base_model=args.model, tuned=args.adapter,
-                tuned_kind="adapter" if args.adapter else None, system_prompt=args.system_prompt, disclaimer_text=None)
+    return dict(run_dir=out, spec=spec, base=base, tuned=tuned, system_prompt=args.system_prompt, disclaimer_text=None)
 
 
 def _print_summary(metrics: dict, run_dir: Path) -> None:
     from rich.table import Table
 
     from ..core.console import console
+    from ..core.fmt import number
 
     if metrics["models"]:
         names = sorted({name for values in metrics["models"].values() for name in values})
@@ -117,16 +102,16 @@ def _print_summary(metrics: dict, run_dir: Path) -> None:
         for column in ["model", *names]:
             table.add_column(column)
         for label, values in metrics["models"].items():
-            table.add_row(label, *[f"{values[n]['mean']:.4f}" if n in values else "-" for n in names])
+            table.add_row(label, *[number(values[n]["mean"]) if n in values else "-" for n in names])
         console.print(table)
     if metrics["suites"]:
         table = Table(title="benchmark suites (accuracy)")
-        for column in ("suite", "model", "log-likelihood", "generated", "invalid", "majority baseline", "n"):
+        for column in ("suite", "model", "log-likelihood", "generated", "invalid", "majority baseline", "questions"):
             table.add_column(column)
         for suite, per_model in metrics["suites"].items():
             for label, entry in per_model.items():
-                table.add_row(suite, label, f"{entry['acc']:.4f}", f"{entry.get('gen_acc', float('nan')):.4f}",
-                              str(entry.get("gen_invalid", "-")), f"{entry['baseline']:.4f}", str(entry["n"]))
+                table.add_row(suite, label, number(entry["acc"]), number(entry.get("gen_acc")),
+                              str(entry.get("gen_invalid", "-")), number(entry["baseline"]), entry.get("sample") or str(entry["n"]))
         console.print(table)
     console.print(f"written: {run_dir / 'eval' / 'metrics.json'}, per-item scores {run_dir / metrics['per_item']}")
 
@@ -137,8 +122,6 @@ def run(args: argparse.Namespace) -> int:
         raise EvalInputError("give either RUN_DIR or --model M (with --suite S), not both and not neither")
     if args.run_dir is not None and (args.adapter or args.out or args.system_prompt):
         raise EvalInputError("--adapter, --out and --system-prompt go with --model; a RUN_DIR names its own")
-    if args.run_dir is not None and not args.run_dir.is_dir():
-        raise EvalInputError(f"run directory {args.run_dir} does not exist")
     job = _run_dir_job(args, suites) if args.run_dir is not None else _model_job(args, suites)
 
     from .run import evaluate_run  # heavy imports only once the input is known to be good

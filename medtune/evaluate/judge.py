@@ -4,12 +4,13 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from ..core.env import private_env
 from .errors import EvalInputError
 from .spec import JudgeSpec
 
 # DeepEval reports usage to Sentry, PostHog and New Relic at import unless told not to; medical
-# evaluations must not phone home. Set before any deepeval import.
-os.environ.setdefault("DEEPEVAL_TELEMETRY_OPT_OUT", "YES")
+# evaluations must not phone home. Set before any deepeval import, also where the judge is used without the CLI.
+private_env()
 
 # Fixed steps instead of letting the judge write its own from a criteria sentence: one judge call
 # fewer per run, and every model is judged against the same rubric.

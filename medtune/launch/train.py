@@ -17,9 +17,10 @@ from pathlib import Path
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from ..core.console import console
+from ..core.env import private_env
 from ..core.errors import MedtuneError
 from ..core.rundir import RunDir
-from ..core.paths import REPO_ROOT
+from ..core.paths import require_importable_from
 from ..recipe.schema import Recipe
 
 _STEP = re.compile(r"(?<![\w/])(\d+)/(\d+) \[")
@@ -45,7 +46,12 @@ def accelerate_command(recipe: Recipe, num_processes: int, extra: list[str] | No
     """`accelerate launch` for this run, from inside the run directory (sys.executable: the same venv)."""
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", "accelerate.yaml"]
     if recipe.launch.device == "cpu":
-        cmd += ["--num_cpu_threads_per_process", str(max(1, (os.cpu_count() or 2) // num_processes))]
+        # An OMP_NUM_THREADS the user set wins, as in accelerate's own default: one thread sums in one order on
+        # any machine (the golden-loss tests rely on it); otherwise the cores are shared among the ranks.
+        threads = os.environ.get("OMP_NUM_THREADS", "")
+        if not threads.isdigit() or int(threads) < 1:
+            threads = str(max(1, (os.cpu_count() or 2) // num_processes))
+        cmd += ["--num_cpu_threads_per_process", threads]
     cmd += extra or []
     return cmd
 
@@ -55,10 +61,9 @@ def train_command(recipe: Recipe, num_processes: int, module: str = "axolotl.cli
 
 
 def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update({"AXOLOTL_DO_NOT_TRACK": "1", "DO_NOT_TRACK": "1", "HF_HUB_DISABLE_TELEMETRY": "1",
-                "DEEPEVAL_TELEMETRY_OPT_OUT": "YES", "PYTHONUNBUFFERED": "1"})
-    env.setdefault("WANDB_MODE", "disabled")
+    """This process's environment with telemetry off (whoever called us), unbuffered output for the live log, then extra."""
+    env = dict(private_env(dict(os.environ)))
+    env["PYTHONUNBUFFERED"] = "1"
     env.update(extra or {})
     return env
 
@@ -166,8 +171,8 @@ def run_training(run_dir: Path, recipe: Recipe, num_processes: int, env_extra: d
                  module: str = "axolotl.cli.train") -> TrainResult:
     cmd = train_command(recipe, num_processes, module)
     env = child_env(env_extra)
-    # The ranks start in the run directory, where medtune (its Axolotl plugin, its rank modules) is not on the path.
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    # The ranks start in the run directory and import medtune (its Axolotl plugin, its rank modules) from the venv.
+    require_importable_from(run_dir, env)
     log = RunDir(run_dir).train_log
     result = run_logged(cmd, run_dir, log, env)
     if result.returncode != 0:

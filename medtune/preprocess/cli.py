@@ -6,6 +6,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from ..core.schema import validation_problems
 from .errors import PreprocessError
 from .spec import DataSpec, DisclaimerSpec, SourceSpec, SplitSpec
 
@@ -80,7 +81,7 @@ def _tokenizer(ref: str | None, sequence_len: int | None) -> str | None:
 
 def _validation_message(exc: ValidationError) -> str:
     where = {"SplitSpec": "--split", "SourceSpec": "SOURCE options", "DisclaimerSpec": "--disclaimer-text"}.get(exc.title, "options")
-    lines = [f"  - {'.'.join(map(str, e['loc'])) or where}: {e['msg']}" for e in exc.errors()]
+    lines = [f"  - {problem.render()}" for problem in validation_problems(exc, whole=where)]
     return "invalid options:\n" + "\n".join(lines)
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Iterable
 
 from rich.table import Table
 
@@ -10,23 +11,21 @@ from .records import DROP_REASONS, SPLITS
 _SHOWN_PROBLEMS = 10
 
 
+def _row_counts(title: str, label: str, keys: Iterable[str], counts: dict) -> Table:
+    table = Table(title=title, show_header=True)
+    table.add_column(label)
+    table.add_column("rows", justify="right")
+    for key in keys:
+        table.add_row(key, f"{counts[key]:,}")
+    return table
+
+
 def print_summary(manifest: dict, out_dir: Path) -> None:
     from ..core.console import console
 
     console.print(f"wrote {out_dir}/train.jsonl, val.jsonl, test.jsonl and manifest.json", markup=False, soft_wrap=True)
-    table = Table(title="Rows per split", show_header=True)
-    table.add_column("split")
-    table.add_column("rows", justify="right")
-    for name in SPLITS:
-        table.add_row(name, f"{manifest['counts'][name]:,}")
-    console.print(table)
-
-    drops = Table(title="Dropped rows", show_header=True)
-    drops.add_column("reason")
-    drops.add_column("rows", justify="right")
-    for reason in DROP_REASONS:
-        drops.add_row(reason, f"{manifest['dropped'][reason]:,}")
-    console.print(drops)
+    console.print(_row_counts("Rows per split", "split", SPLITS, manifest["counts"]))
+    console.print(_row_counts("Dropped rows", "reason", DROP_REASONS, manifest["dropped"]))
 
     leak = manifest["leakage"]
     console.print(

@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from functools import lru_cache
 
 from ..core.errors import Problem, did_you_mean
+from ..core.schema import validation_problems
 
 
 def _silence_axolotl_logs() -> None:
@@ -72,9 +74,8 @@ def validate(cfg: dict, device: str, gpus: int) -> list[Problem]:
     try:
         validate_config(dd, capabilities=caps, env_capabilities=env)
     except ValidationError as exc:
-        for err in exc.errors():
-            loc = ".".join(str(p) for p in err["loc"]) or "(config)"
-            problems.append(Problem(f"axolotl.yaml: {loc}", f"Axolotl rejects it: {err['msg']}"))
+        for problem in validation_problems(exc, whole="(config)"):
+            problems.append(replace(problem, path=f"axolotl.yaml: {problem.path}", message=f"Axolotl rejects it: {problem.message}"))
     except ValueError as exc:  # Axolotl's model validators raise plain ValueErrors too
         problems.append(Problem("axolotl.yaml", f"Axolotl rejects it: {exc}"))
     return problems

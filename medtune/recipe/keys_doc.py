@@ -10,9 +10,10 @@ from pydantic_core import PydanticUndefined
 from rich.table import Table
 
 from ..core.console import console
-
+from ..core.fmt import markdown_table as _markdown
+from ..core.schema import model_class
 from .schema import Recipe
-from .loader import model_class
+
 
 def _type_name(annotation) -> str:
     text = repr(annotation) if typing.get_origin(annotation) else getattr(annotation, "__name__", repr(annotation))
@@ -39,11 +40,8 @@ def iter_keys(model: type[BaseModel] = Recipe, prefix: str = "") -> Iterator[tup
 
 
 def markdown_table() -> str:
-    rows = ["| key | type | default | what it does |", "| --- | --- | --- | --- |"]
-    for path, kind, default, desc in iter_keys():
-        cells = [f"`{path}`", kind, default, desc]
-        rows.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
-    return "\n".join(rows)
+    return _markdown(["key", "type", "default", "what it does"],
+                     [[f"`{path}`", kind, default, desc] for path, kind, default, desc in iter_keys()])
 
 
 def print_keys(markdown: bool = False) -> None:

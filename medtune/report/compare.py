@@ -6,7 +6,6 @@ a base model evaluated the same way in several runs is one row, not one per run.
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -15,6 +14,7 @@ from rich.table import Table
 
 from ..core.console import console
 from ..core.errors import MedtuneError
+from ..core.fmt import markdown_table, with_ci
 from ..core.rundir import RunDir
 from ..core.hashing import sha256_file, sha256_text
 
@@ -165,18 +165,11 @@ def build(runs: list[RunInfo]) -> Comparison:
     return Comparison(runs, columns, rows, notes)
 
 
-def _fmt(value: float | None) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "-"
-    return f"{value:.4f}" if abs(value) < 100 else f"{value:.1f}"
-
-
 def cell(row: Row, column: str) -> str:
     entry = row.values.get(column)
     if entry is None:
         return "-"
-    ci = entry.get("ci")
-    return _fmt(entry["mean"]) + (f" [{_fmt(ci[0])}, {_fmt(ci[1])}]" if ci else "")
+    return with_ci(entry["mean"], entry.get("ci"))
 
 
 def text_rows(comparison: Comparison) -> tuple[list[str], list[list[str]]]:
@@ -236,9 +229,7 @@ def print_table(comparison: Comparison, title: str = "Comparison") -> None:
 
 def _markdown(comparison: Comparison) -> str:
     header, rows = text_rows(comparison)
-    lines = ["# Comparison", "", f"Test set sha256: `{comparison.runs[0].test_sha}`", "",
-             "| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    lines = ["# Comparison", "", f"Test set sha256: `{comparison.runs[0].test_sha}`", "", markdown_table(header, rows)]
     lines += ["", "Values are means with 95% intervals in brackets where the evaluation gave them."]
     lines += [f"Note: {note}." for note in comparison.notes] + ["", "Runs:", ""]
     lines += [f"- {r.label}: `{r.run_dir}`" for r in comparison.runs]

@@ -2,10 +2,11 @@
 them from the code, and a test checks the README is current."""
 from __future__ import annotations
 
+from ..core.fmt import markdown_table
 from ..core.paths import RECIPES_DIR, REPO_ROOT
 from ..launch.plan import estimate_memory
 from ..models import catalog as models
-from ..recipe.keys_doc import markdown_table
+from ..recipe.keys_doc import markdown_table as keys_table
 from ..recipe.loader import load
 
 SECTIONS = ("recipe-keys", "recipes")
@@ -13,7 +14,7 @@ SECTIONS = ("recipe-keys", "recipes")
 
 def recipes_table() -> str:
     """The shipped recipes with what each trains on and its memory estimate."""
-    rows = ["| recipe | model | method | hardware | est. memory / device | what it is |", "| --- | --- | --- | --- | --- | --- |"]
+    rows = []
     for path in sorted(RECIPES_DIR.glob("**/*.yaml")):
         recipe, _ = load(path)
         about = path.read_text().splitlines()[1].lstrip("# ")
@@ -23,13 +24,13 @@ def recipes_table() -> str:
         facts = models.lookup(recipe.model)
         memory = f"{estimate_memory(recipe, facts).total_gib:.1f} GiB" if facts else "?"
         rel = path.relative_to(REPO_ROOT)
-        rows.append(f"| `{rel}` | {recipe.model} | {recipe.method.name} | {hardware} | {memory} | {about} |")
-    return "\n".join(rows)
+        rows.append([f"`{rel}`", recipe.model, recipe.method.name, hardware, memory, about])
+    return markdown_table(["recipe", "model", "method", "hardware", "est. memory / device", "what it is"], rows)
 
 
 def readme_with_sections(readme: str) -> str:
     """README text with every generated section replaced by its current content."""
-    content = {"recipe-keys": markdown_table(), "recipes": recipes_table()}
+    content = {"recipe-keys": keys_table(), "recipes": recipes_table()}
     for name in SECTIONS:
         begin, end = f"<!-- {name}:begin (generated: python -m medtune.tools.readme) -->", f"<!-- {name}:end -->"
         head, sep, rest = readme.partition(begin)
