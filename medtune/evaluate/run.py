@@ -3,11 +3,12 @@
 Writes eval/generations.jsonl (resumable), eval/per_item.jsonl and eval/metrics.json:
     {"models": {"base"|"tuned": {metric: {"mean", "ci": [lo, hi], "n"}}},
      "deltas": {metric: {"mean", "ci", "n"}}            tuned minus base, paired by question
-     "suites": {suite: {"base"|"tuned": {"n", "acc", "acc_ci", "gen_acc", "gen_acc_ci", "gen_invalid",
+     "suites": {suite: {"base"|"tuned": {"n", "sample", "acc", "acc_ci", "gen_acc", "gen_acc_ci", "gen_invalid",
                                          "baseline", "baseline_label", "confusion": {"labels", "matrix"},
                                          "confusion_generation", "harness", "subtasks"?}}},
                plus medqa_step1 / medqa_step2_3 entries of the same shape
      "judge": {model: {"judged", "unparsable", "judge_model"}}, "references": {...}, "skipped": {...},
+     "long_rows": {"max_test_tokens", model: {"truncated", "skipped"}}   test rows over the limit, loss/perplexity only
      "per_item": "eval/per_item.jsonl", "generations": "eval/generations.jsonl", "config": {...}}
 """
 from __future__ import annotations
@@ -25,7 +26,7 @@ from . import suite_scores
 from .generate import Request, generate_missing
 from .judge import judge_answers, make_judge
 from .errors import EvalInputError
-from ..models.loader import ModelRef, TunedKind, load, model_refs
+from ..models.loader import ModelRef, load
 from .metrics import BertScore, score_answers
 from .perplexity import AnswerLoss, answer_losses
 from .safety import carries_disclaimer
@@ -68,7 +69,8 @@ class ModelOutputs:
     """Everything one model produced while it was loaded; scoring happens after it is freed."""
 
     generations: dict[str, dict] = field(default_factory=dict)
-    losses: list[AnswerLoss] | None = None
+    losses: list[AnswerLoss | None] | None = None
+    """Per test row; None for a row whose prompt alone reaches eval.max_test_tokens (skipped)."""
     suites: dict[str, tuple] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
 
@@ -80,21 +82,22 @@ def _run_model(ref: ModelRef, rows: list[dict], spec: EvalSpec, store: Generatio
     model, tokenizer = load(ref)
     identity = ref.identity()
     out.seconds["load"] = time.perf_counter() - clock
-    common = dict(model_label=ref.label, identity=identity, batch_size=spec.batch_size, show_progress=show_progress)
+    common = dict(model_label=ref.label, identity=identity, show_progress=show_progress)
     if rows:
         clock = time.perf_counter()
         requests = [Request(str(row["id"]), row["messages"][:-1]) for row in rows]
         out.generations = generate_missing(model, tokenizer, requests, store, set_name=TEST_SET,
-                                           max_new_tokens=spec.max_new_tokens, **common)
+                                           max_new_tokens=spec.max_new_tokens, batch_size=spec.batch_size, **common)
         out.seconds["generate"] = time.perf_counter() - clock
     if rows and "perplexity" in spec.metrics:
         clock = time.perf_counter()
-        out.losses = answer_losses(model, tokenizer, [row["messages"] for row in rows], batch_size=spec.batch_size)
+        out.losses = answer_losses(model, tokenizer, [row["messages"] for row in rows],
+                                   batch_tokens=spec.perplexity_batch_tokens, max_tokens=spec.max_test_tokens)
         out.seconds["perplexity"] = time.perf_counter() - clock
     if spec.suites:
         clock = time.perf_counter()
-        lm = harness_model(model, tokenizer, spec.batch_size)
-        results = run_harness(lm, spec.suites, suite_data=spec.suite_data, limit=spec.suite_limit,
+        lm = harness_model(model, tokenizer, spec.suite_batch_size)
+        results = run_harness(lm, spec.suites, suite_data=spec.suite_data, limit=spec.suite_limit, seed=spec.seed,
                               cache=eval_dir / "harness_cache" / f"{ref.label}-{identity}")
         out.seconds["suites_loglik"] = time.perf_counter() - clock
         clock = time.perf_counter()
@@ -102,7 +105,7 @@ def _run_model(ref: ModelRef, rows: list[dict], spec: EvalSpec, store: Generatio
             items = suite_items(results, suite)
             generations = generate_missing(model, tokenizer, suite_scores.generation_requests(items, system_prompt),
                                            store, set_name=f"suite:{suite}", max_new_tokens=spec.suite_max_new_tokens,
-                                           **common)
+                                           batch_size=spec.suite_batch_size, **common)
             out.suites[suite] = (items, harness_scores(results, suite), generations)
         out.seconds["suites_generate"] = time.perf_counter() - clock
     del model
@@ -124,11 +127,16 @@ def _score_test_set(rows: list[dict], outputs: dict[str, ModelOutputs], spec: Ev
         answers = [out.generations[i]["output"] for i in ids]
         summary, scores = score_answers(answers, references, spec.metrics, bertscore=scorer, **boot)
         if out.losses is not None:
-            nll, tokens = [loss.nll for loss in out.losses], [loss.tokens for loss in out.losses]
+            scored = [loss for loss in out.losses if loss is not None]
+            nll, tokens = [loss.nll for loss in scored], [loss.tokens for loss in scored]
             summary["loss"] = ratio_ci(nll, tokens, **boot)
             summary["perplexity"] = ratio_ci(nll, tokens, transform=np.exp, **boot)
-            scores["loss"] = [n / max(t, 1) for n, t in zip(nll, tokens)]
-            scores["answer_tokens"] = tokens
+            scores["loss"] = [None if loss is None else loss.nll / max(loss.tokens, 1) for loss in out.losses]
+            scores["answer_tokens"] = [None if loss is None else loss.tokens for loss in out.losses]
+            scores["answer_tokens_cut"] = [None if loss is None else loss.cut for loss in out.losses]
+            long_rows = metrics.setdefault("long_rows", {"max_test_tokens": spec.max_test_tokens})
+            long_rows[label] = {"truncated": sum(loss.cut > 0 for loss in scored),
+                                "skipped": len(out.losses) - len(scored)}
         if "disclaimer" in spec.metrics and disclaimer_text:
             scores["disclaimer"] = [float(carries_disclaimer(answer, disclaimer_text)) for answer in answers]
             summary["disclaimer"] = mean_ci(scores["disclaimer"], **boot)
@@ -169,11 +177,11 @@ def _paired_deltas(per_item: dict[str, list[dict]], spec: EvalSpec) -> dict:
     return deltas
 
 
-def evaluate_run(run_dir: Path, spec: EvalSpec, *, base_model: str, tuned: str | None,
-                 tuned_kind: TunedKind | None, system_prompt: str | None, disclaimer_text: str | None,
-                 show_progress: bool = True) -> dict:
+def evaluate_run(run_dir: Path, spec: EvalSpec, *, base: ModelRef, tuned: ModelRef | None,
+                 system_prompt: str | None, disclaimer_text: str | None, show_progress: bool = True) -> dict:
     """Evaluate base (when spec.baseline or nothing is tuned) and tuned model; write run_dir/eval/; return metrics.
 
+    base and tuned come from models.loader (run_refs for a run directory, base_ref/adapter_ref otherwise).
     Held-out questions come from run_dir/data/test.jsonl (needed when spec.metrics is not empty);
     system_prompt is the system turn put before suite questions (test rows carry their own);
     disclaimer_text, when training appended one, turns on the disclaimer share.
@@ -181,7 +189,7 @@ def evaluate_run(run_dir: Path, spec: EvalSpec, *, base_model: str, tuned: str |
     run = RunDir(run_dir)
     eval_dir = run.eval
     # Every input is checked before anything is written or loaded: fail in a second, not after minutes of generation.
-    refs = model_refs(base_model, tuned, tuned_kind, baseline=spec.baseline)
+    refs = ([base] if spec.baseline or tuned is None else []) + ([tuned] if tuned is not None else [])
     rows = load_test_rows(run.split(TEST_SET), spec.limit) if spec.metrics else []
     if spec.suites:
         check_suite_data(spec.suite_data, spec.suites)
@@ -213,7 +221,8 @@ def evaluate_run(run_dir: Path, spec: EvalSpec, *, base_model: str, tuned: str |
     metrics["generations"] = str(run.generations.relative_to(run.path))
     metrics["config"] = {
         "eval": spec.model_dump(mode="json"),
-        "models": {ref.label: {"base": ref.base, "adapter": ref.adapter, "full": ref.full} for ref in refs},
+        "models": {ref.label: {"base": ref.base, "adapter": ref.adapter, "full": ref.full,
+                               "quantized_4bit": ref.quantized_4bit} for ref in refs},
         "n_test_items": len(rows), "system_prompt": system_prompt, "disclaimer_text": disclaimer_text,
         "seconds": {label: {k: round(v, 2) for k, v in out.seconds.items()} for label, out in outputs.items()},
     }

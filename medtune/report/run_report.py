@@ -5,7 +5,6 @@ It reads only what the evaluate and train stages wrote, so `launch.py report RUN
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +12,8 @@ from rich.table import Table
 
 from ..core.console import console
 from ..core.errors import MedtuneError
+from ..core.fmt import markdown_table, number, signed_with_ci, with_ci
+from ..core.plots import pyplot, save
 from ..core.rundir import RunDir
 
 MODEL_ORDER = ("base", "tuned")
@@ -49,16 +50,6 @@ def per_item_rows(run_dir: Path) -> list[dict]:
 # ---------------------------------------------------------------- tables
 
 
-def _fmt(value: float | None) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "-"
-    return f"{value:.4f}" if abs(value) < 100 else f"{value:.1f}"
-
-
-def _with_ci(value: float | None, ci: list | None) -> str:
-    return _fmt(value) + (f" [{_fmt(ci[0])}, {_fmt(ci[1])}]" if ci else "")
-
-
 def metric_rows(metrics: dict) -> tuple[list[str], list[list[str]]]:
     """Header and rows (base, tuned, delta) of the open-ended metrics table, as text cells."""
     models = {m: _scalar_metrics(v) for m, v in metrics.get("models", {}).items()}
@@ -72,10 +63,7 @@ def metric_rows(metrics: dict) -> tuple[list[str], list[list[str]]]:
             if entry is None:
                 cells.append("-")
                 continue
-            text = _fmt(entry["mean"])
-            if entry.get("ci"):
-                text += f" [{_fmt(entry['ci'][0])}, {_fmt(entry['ci'][1])}]"
-            cells.append(text)
+            cells.append(with_ci(entry["mean"], entry.get("ci")))
         rows.append(cells)
     if "base" in models and "tuned" in models:
         paired = metrics.get("deltas", {})  # tuned minus base per question, with its own bootstrap interval
@@ -83,24 +71,35 @@ def metric_rows(metrics: dict) -> tuple[list[str], list[list[str]]]:
         for name in names:
             b, t = models["base"].get(name), models["tuned"].get(name)
             if name in paired and paired[name].get("ci"):
-                lo, hi = paired[name]["ci"]
-                delta.append(f"{paired[name]['mean']:+.4f} [{lo:+.4f}, {hi:+.4f}]")
+                delta.append(signed_with_ci(paired[name]["mean"], paired[name]["ci"]))
             else:
-                delta.append(f"{t['mean'] - b['mean']:+.4f}" if b and t else "-")
+                delta.append(signed_with_ci(t["mean"] - b["mean"]) if b and t else "-")
         rows.append(delta)
     return header, rows
 
 
 def suite_rows(metrics: dict) -> tuple[list[str], list[list[str]]]:
-    header = ["suite", "model", "accuracy (log-likelihood)", "accuracy (generated)", "majority baseline", "n"]
+    header = ["suite", "model", "accuracy (log-likelihood)", "accuracy (generated)", "majority baseline", "questions"]
     rows = []
     for suite, per_model in sorted(metrics.get("suites", {}).items()):
         for model in [m for m in MODEL_ORDER if m in per_model]:
             entry = per_model[model]
-            rows.append([suite, model, _with_ci(entry.get("acc"), entry.get("acc_ci")),
-                         _with_ci(entry.get("gen_acc"), entry.get("gen_acc_ci")), _fmt(entry.get("baseline")),
-                         str(entry.get("n", "-"))])
+            rows.append([suite, model, with_ci(entry.get("acc"), entry.get("acc_ci")),
+                         with_ci(entry.get("gen_acc"), entry.get("gen_acc_ci")), number(entry.get("baseline")),
+                         entry.get("sample") or str(entry.get("n", "-"))])  # sample: how a limited run drew them
     return header, rows
+
+
+def long_rows_note(metrics: dict) -> str | None:
+    """A sentence on the held-out rows that answer loss/perplexity cut or skipped at eval.max_test_tokens; None if none."""
+    long_rows = metrics.get("long_rows") or {}
+    counts = {m: c for m, c in long_rows.items() if isinstance(c, dict) and (c.get("truncated") or c.get("skipped"))}
+    if not counts:
+        return None
+    per_model = "; ".join(f"{m}: {c.get('truncated', 0)} cut to fit, {c.get('skipped', 0)} skipped" for m, c in counts.items())
+    return (f"Loss and perplexity score at most eval.max_test_tokens = {long_rows.get('max_test_tokens')} tokens per "
+            f"held-out row (prompt + reference answer); longer rows were cut, rows whose prompt alone fills it skipped "
+            f"({per_model}).")
 
 
 def _rich(title: str, header: list[str], rows: list[list[str]]) -> Table:
@@ -112,26 +111,15 @@ def _rich(title: str, header: list[str], rows: list[list[str]]) -> Table:
     return table
 
 
-def _markdown(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
 # ---------------------------------------------------------------- plots
 
 
 def _plot_loss(history: list[dict], path: Path) -> Path | None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     train = [(h.get("step", i + 1), h["loss"]) for i, h in enumerate(history) if "loss" in h]
     evals = [(h.get("step"), h["eval_loss"]) for h in history if "eval_loss" in h and h.get("step") is not None]
     if not train:
         return None
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    fig, ax = pyplot().subplots(figsize=(6, 3.5))
     ax.plot(*zip(*train), label="train loss")
     if evals:
         ax.plot(*zip(*evals), "o-", label="eval loss")
@@ -139,25 +127,17 @@ def _plot_loss(history: list[dict], path: Path) -> Path | None:
     ax.set_ylabel("loss")
     ax.legend()
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save(fig, path, dpi=120)
 
 
 def _plot_bars(metrics: dict, path: Path) -> Path | None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     models = {m: _scalar_metrics(v) for m, v in metrics.get("models", {}).items() if m in MODEL_ORDER}
     # Bars compare scores on a 0-1 scale; perplexity and loss have their own units and stay in the tables.
     names = sorted(n for n in {n for per in models.values() for n in per}
                    if all(0 <= per[n]["mean"] <= 1 for per in models.values() if n in per))
     if not names or not models:
         return None
-    fig, ax = plt.subplots(figsize=(max(5, 1.2 * len(names)), 3.5))
+    fig, ax = pyplot().subplots(figsize=(max(5, 1.2 * len(names)), 3.5))
     width = 0.8 / len(models)
     for i, (model, per) in enumerate(models.items()):
         xs = [j + i * width for j in range(len(names))]
@@ -169,20 +149,12 @@ def _plot_bars(metrics: dict, path: Path) -> Path | None:
     ax.set_ylim(0, 1)
     ax.legend()
     ax.set_title("base vs tuned (95% bootstrap intervals)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save(fig, path, dpi=120)
 
 
 def _plot_confusion(suite: str, model: str, confusion: dict, path: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     labels, matrix = confusion["labels"], confusion["matrix"]
-    fig, ax = plt.subplots(figsize=(1.2 * len(labels) + 2, 1.2 * len(labels) + 1.5))
+    fig, ax = pyplot().subplots(figsize=(1.2 * len(labels) + 2, 1.2 * len(labels) + 1.5))
     ax.imshow(matrix, cmap="Blues")
     ax.set_xticks(range(len(labels)), labels)
     ax.set_yticks(range(len(labels)), labels)
@@ -192,10 +164,7 @@ def _plot_confusion(suite: str, model: str, confusion: dict, path: Path) -> Path
         for j, count in enumerate(row):
             ax.text(j, i, str(count), ha="center", va="center")
     ax.set_title(f"{suite} ({model})")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save(fig, path, dpi=110)
 
 
 # ---------------------------------------------------------------- the stage
@@ -257,9 +226,12 @@ def build_report(run_dir: Path, show: bool = True) -> list[Path]:
     lines = [f"# Report: {run_dir.parent.name} / {run_dir.name}", ""]
     if losses:
         lines += [f"Training: {len(losses)} logged steps, loss {losses[0]:.4f} -> {losses[-1]:.4f}.", ""]
-    lines += ["## Held-out questions: base vs tuned", "", _markdown(m_header, m_rows), ""]
+    lines += ["## Held-out questions: base vs tuned", "", markdown_table(m_header, m_rows), ""]
+    note = long_rows_note(metrics)
+    if note:
+        lines += [note, ""]
     if s_rows:
-        lines += ["## Benchmark suites", "", _markdown(s_header, s_rows), ""]
+        lines += ["## Benchmark suites", "", markdown_table(s_header, s_rows), ""]
     if plots:
         lines += ["## Plots", ""] + [f"![{p.stem}]({p.name})" for p in plots] + [""]
     (out / "report.md").write_text("\n".join(lines))
@@ -269,6 +241,8 @@ def build_report(run_dir: Path, show: bool = True) -> list[Path]:
         # Metrics as rows, models as columns: it stays readable in an 80-column terminal.
         transposed = [[name, *(row[i] for row in m_rows)] for i, name in enumerate(m_header) if i > 0]
         console.print(_rich("Held-out questions: base vs tuned (mean [95% CI])", ["metric", *(r[0] for r in m_rows)], transposed))
+        if note:
+            console.print(note)
         if s_rows:
             console.print(_rich("Benchmark suites", s_header, s_rows))
         console.print(f"report: {out / 'report.md'}")
