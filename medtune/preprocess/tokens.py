@@ -1,27 +1,36 @@
-"""Token counts of rows rendered with the model's chat template (the too_long filter), and its fingerprint."""
+"""Token counts of rows rendered with the chat template the model trains with (the too_long filter), and its fingerprint."""
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 from typing import Any
 
 from .errors import PreprocessError
 from ..core.hashing import sha256_text
+from ..models.chat_template import use_chat_template
 
 _BATCH = 512
 
 
 def load_tokenizer(tokenizer: Any) -> Any:
-    """A tokenizer object as given, or loaded from a local folder / Hub id given as a string."""
-    if tokenizer is None or not isinstance(tokenizer, (str, Path)):
-        return tokenizer
-    from transformers import AutoTokenizer
+    """The tokenizer to count with, carrying the chat template its model trains with (models.chat_template), so
+    the filter counts the tokens training will see: a copy of a tokenizer object, or one loaded from a local
+    folder / Hub id given as a string (as models.catalog.resolve gives it)."""
+    if tokenizer is None:
+        return None
+    if isinstance(tokenizer, (str, Path)):
+        from transformers import AutoTokenizer
 
-    try:
-        return AutoTokenizer.from_pretrained(str(tokenizer))
-    except (OSError, ValueError) as exc:
-        raise PreprocessError(f"cannot load a tokenizer from '{tokenizer}': {exc}",
-                              fix="give a local model folder, or a Hub id on a machine that can reach the Hub") from exc
+        model = str(tokenizer)
+        try:
+            loaded = AutoTokenizer.from_pretrained(model)
+        except (OSError, ValueError) as exc:
+            raise PreprocessError(f"cannot load a tokenizer from '{tokenizer}': {exc}",
+                                  fix="give a local model folder, or a Hub id on a machine that can reach the Hub") from exc
+    else:
+        model, loaded = str(tokenizer.name_or_path), copy.copy(tokenizer)  # the caller's object keeps its template
+    return use_chat_template(loaded, model)
 
 
 def fingerprint(tokenizer: Any) -> dict[str, str]:

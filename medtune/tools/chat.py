@@ -1,6 +1,6 @@
 """`launch.py chat RUN_DIR`: talk to a run's tuned model on a local web page (Gradio), or in the terminal (--cli).
 
-Both use the run's system prompt and the tokenizer's chat template, as training did, and stream the answer.
+Both use the run's system prompt and the chat template training used (eval's prompts), and stream the answer.
 The model is loaded by models.loader exactly as eval loads it, so greedy answers here are eval's answers.
 The page listens on 127.0.0.1 only, with no share link and no analytics.
 """
@@ -57,11 +57,15 @@ def messages_for(system_prompt: str | None, history: list[dict], question: str) 
 
 
 def stream_answer(model, tokenizer, messages: list[dict], max_new_tokens: int, temperature: float = 0.0) -> Iterator[str]:
-    """Yield the answer's text as it is generated, with the tokenizer's chat template and its end-of-turn token."""
+    """Yield the answer's text as it is generated, from eval's prompt (the chat template training used, which
+    models.loader set on the tokenizer), stopping at the tokenizer's end-of-turn token."""
+    import torch
     from transformers import TextIteratorStreamer
 
-    inputs = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)
-    inputs = inputs.to(next(model.parameters()).device)
+    from ..evaluate.generate import prompt_ids
+
+    ids = torch.tensor([prompt_ids(tokenizer, messages)], device=next(model.parameters()).device)
+    inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
     streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
     settings = dict(max_new_tokens=max_new_tokens, streamer=streamer, eos_token_id=tokenizer.eos_token_id,
                     pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id,
