@@ -13,7 +13,7 @@ export DEEPEVAL_TELEMETRY_OPT_OUT := YES
 # `python launch.py RECIPE` is not made offline here (README: For GPU users).
 demo test bench: export HF_HUB_OFFLINE := 1
 
-.PHONY: setup demo test bench keys clean
+.PHONY: setup setup-gpu demo test bench keys clean
 
 setup: $(VENV)/.installed
 
@@ -27,6 +27,16 @@ $(VENV)/.installed: requirements.txt requirements-nodeps.txt constraints.txt pyp
 	# Built by the venv's setuptools (what pyproject's [build-system] asks for; pip checks it), no download.
 	$(PY) -m pip install --quiet "setuptools>=70.1"
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation --check-build-dependencies -e .
+	touch $@
+
+# GPU machines, after `make setup` put the CUDA build of torch in .venv (README: For GPU users): Liger, CUDA
+# bitsandbytes and flash-attn. flash-attn compiles against that torch when no prebuilt wheel matches it (the CUDA
+# toolkit's nvcc, tens of minutes; MAX_JOBS=4 bounds its memory).
+setup-gpu: $(VENV)/.installed-gpu
+
+$(VENV)/.installed-gpu: $(VENV)/.installed requirements-gpu.txt constraints.txt
+	$(PY) -c "import sys, torch; sys.exit(None if torch.version.cuda else f'torch {torch.__version__} in $(VENV) is a CPU build: install the CUDA build of torch 2.13.0 first (README: For GPU users)')"
+	$(PY) -m pip install --quiet --no-build-isolation -r requirements-gpu.txt -c constraints.txt
 	touch $@
 
 demo: setup

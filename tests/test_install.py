@@ -75,7 +75,8 @@ def test_pyproject_dependencies_agree_with_the_pins():
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     declared = _names([Requirement(r) for r in project["dependencies"]]
                       + [Requirement(r) for extra in project["optional-dependencies"].values() for r in extra])
-    lines = [line.split("#", 1)[0].strip() for line in (REPO / "requirements.txt").read_text().splitlines()]
+    lines = [line.split("#", 1)[0].strip() for name in ("requirements.txt", "requirements-gpu.txt")  # gpu: the `gpu` extra
+             for line in (REPO / name).read_text().splitlines()]
     pinned = _names([Requirement(line) for line in lines if line])
     # torch is pinned in the Makefile, installed first so the CPU wheel is the one resolved
     (torch_pin,) = re.findall(r"pip install .*\b(torch==[\w.+]+)", (REPO / "Makefile").read_text())

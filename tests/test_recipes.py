@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ import yaml
 from medtune.models import catalog as models
 from medtune.core.paths import cache_dir
 from medtune.recipe.loader import load
+from medtune.launch.plan import estimate_memory
 from medtune.launch.render import render
 
 REPO = Path(__file__).resolve().parents[1]
@@ -40,12 +42,81 @@ def test_recipe_validates_and_renders(path: Path):
         if recipe.method.name in ("lora", "qlora"):
             assert not any(cfg[k] for k in ("lora_mlp_kernel", "lora_qkv_kernel", "lora_o_kernel"))
     else:
-        assert cfg["bf16"] is True and cfg["attn_implementation"] == "flash_attention_2"
+        # sdpa needs no package beyond torch (flash-attn is not installed by default); Axolotl keeps packed rows apart
+        assert cfg["bf16"] is True and cfg["attn_implementation"] == "sdpa"
         assert "axolotl.integrations.liger.LigerPlugin" in cfg["plugins"]
     if recipe.launch.deepspeed != "none":
         ds = json.loads(rendered.files["deepspeed.json"])
         assert ds["zero_optimization"]["stage"] == int(recipe.launch.deepspeed[-1])
         assert yaml.safe_load(rendered.files["accelerate.yaml"])["distributed_type"] == "DEEPSPEED"
+
+
+# ---------------------------------------------------------------- precision, Liger and memory on GPU
+
+MASTER_WEIGHTS = "medtune.launch.mixed_precision.Fp32MasterWeights"
+
+
+@pytest.mark.parametrize("name, method, master", [
+    ("llama1b-lora", "lora", False),     # frozen bf16 base; PEFT keeps the adapters in fp32
+    ("llama1b-qlora", "qlora", False),   # NF4 base computing in bf16; fp32 adapters
+    ("llama1b-full", "full", True),      # fp32 weights and AdamW moments, bf16 compute
+    ("llama3b-galore", "galore", True),  # fp32 weights and projected moments, bf16 compute
+])
+def test_gpu_methods_render_their_precision(name: str, method: str, master: bool):
+    recipe, _ = load(REPO / "recipes" / f"{name}.yaml")
+    rendered = render(recipe)
+    cfg = rendered.axolotl
+    assert recipe.method.name == method
+    # bf16 loads the weights in bf16 and turns on the trainer's autocast; the plugin upcasts full-weight training.
+    assert (cfg["bf16"], cfg["fp16"]) == (True, False)
+    assert (MASTER_WEIGHTS in cfg["plugins"]) is master
+    assert yaml.safe_load(rendered.files["accelerate.yaml"])["mixed_precision"] == "bf16"
+    assert cfg.get("load_in_4bit", False) is (method == "qlora")
+    assert ("adapter" in cfg) is (method in ("lora", "qlora"))
+    fp16 = render(load(REPO / "recipes" / f"{name}.yaml", ["training.precision=fp16"])[0]).axolotl
+    assert (fp16["bf16"], fp16["fp16"]) == (False, True) and (MASTER_WEIGHTS in fp16["plugins"]) is master
+    fp32 = render(load(REPO / "recipes" / f"{name}.yaml", ["training.precision=fp32"])[0]).axolotl
+    assert (fp32["bf16"], fp32["fp16"]) == (False, False) and MASTER_WEIGHTS not in fp32["plugins"]
+
+
+@pytest.mark.parametrize("stage", ["zero1", "zero2", "zero3"])
+def test_deepspeed_keeps_its_own_fp32_master_weights(stage: str):
+    """Under DeepSpeed the model stays bf16: its optimizer holds the fp32 master copy and moments itself."""
+    recipe, _ = load(REPO / "recipes/llama3b-full-zero3.yaml", [f"launch.deepspeed={stage}"])
+    rendered = render(recipe)
+    assert rendered.axolotl["bf16"] is True and MASTER_WEIGHTS not in rendered.axolotl["plugins"]
+    assert json.loads(rendered.files["deepspeed.json"])["bf16"] == {"enabled": "auto"}  # filled from bf16: true
+
+
+def test_zero3_runs_liger_without_the_fused_cross_entropy():
+    """Liger's fused loss reads the lm_head weight that ZeRO-3 shards: ZeRO-3 gets Liger's plain cross-entropy."""
+    zero3 = render(load(REPO / "recipes/llama3b-full-zero3.yaml")[0]).axolotl
+    assert "axolotl.integrations.liger.LigerPlugin" in zero3["plugins"]
+    assert zero3["liger_fused_linear_cross_entropy"] is False and zero3["liger_cross_entropy"] is True
+    assert zero3["liger_rms_norm"] is True and zero3["liger_glu_activation"] is True
+    zero2 = render(load(REPO / "recipes/llama3b-full-zero3.yaml", ["launch.deepspeed=zero2"])[0]).axolotl
+    assert zero2["liger_fused_linear_cross_entropy"] is True and "liger_cross_entropy" not in zero2
+
+
+GPU_SIZES_GB = (16, 24, 40, 48, 80)  # the card sizes a description names
+
+
+@pytest.mark.parametrize("path", [p for p in RECIPES if "device: cpu" not in p.read_text()], ids=lambda p: p.stem)
+def test_gpu_recipe_description_names_the_memory_it_fits(path: Path):
+    """The second line (README's recipe table) names the smallest card size that holds the planner's estimate with
+    pre-flight's 5% margin, so a description moves when the estimate does."""
+    recipe, _ = load(path)
+    assert recipe.launch.device == "cuda"
+    named = re.findall(r"\b(\d+) GB\b", path.read_text().splitlines()[1])
+    assert len(named) == 1, f"{path.name}: its description names no GPU memory (e.g. 'one 24 GB+ GPU')"
+    need = estimate_memory(recipe, models.lookup(recipe.model)).total_gib
+    fits = [size for size in GPU_SIZES_GB if need <= 0.95 * size]
+    assert fits and int(named[0]) == fits[0], f"{path.name}: estimate {need:.1f} GiB per GPU fits {fits[:1]} GB cards"
+
+
+def test_headline_recipe_fits_a_24_gb_card():
+    recipe, _ = load(REPO / "recipes/llama3b-qlora.yaml")
+    assert estimate_memory(recipe, models.lookup(recipe.model)).total_gib < 0.95 * 24
 
 
 def _normalized(text: str) -> str:

@@ -53,24 +53,36 @@ class MemoryEstimate:
 
 
 def estimate_memory(recipe: Recipe, f: ModelFacts) -> MemoryEstimate:
-    """Peak training memory per device for this recipe, in GiB."""
+    """Peak training memory per device for this recipe, in GiB: what each precision really keeps.
+
+    - LoRA/QLoRA: the frozen base in the compute dtype (NF4 for QLoRA); adapters, their gradients and AdamW
+      moments in fp32 (PEFT upcasts adapters).
+    - Full/GaLore without DeepSpeed, bf16/fp16: fp32 weights, gradients and moments (the template's
+      Fp32MasterWeights plugin; the compute runs in half precision under autocast).
+    - Under DeepSpeed, bf16/fp16: the model and its gradients in half precision, and the optimizer's
+      fp32 master copy of the trainable weights beside its fp32 moments (12 bytes per weight), sharded by ZeRO.
+    """
     t, launch, m = recipe.training, recipe.launch, recipe.method
     params = f.params_b * 1e9
     half = t.precision in ("bf16", "fp16")
-    wbytes = 2 if half else 4
+    compute = 2 if half else 4  # bytes per activation (autocast) and per frozen or DeepSpeed-held weight
+    deepspeed = launch.deepspeed != "none"
     shards = launch.gpus * launch.num_machines
     stage = {"none": 0, "zero1": 1, "zero2": 2, "zero3": 3}[launch.deepspeed]
 
     if m.name in ("lora", "qlora"):
         trainable = lora_params(f, m.rank, m.target_modules or f.lora_target_modules)
-        weights = params * (0.55 if m.name == "qlora" else wbytes) + trainable * 4  # NF4 + scales; fp32 adapters
+        weights = params * (0.55 if m.name == "qlora" else compute) + trainable * 4  # NF4 + scales; fp32 adapters
         grads, optim = trainable * 4, trainable * 8
     else:
         trainable = int(params)
+        wbytes = compute if deepspeed else 4  # fp32 master weights unless DeepSpeed holds them
         weights, grads = params * wbytes, params * wbytes
-        optim = params * 2 * wbytes  # AdamW moments kept in the parameter dtype
+        optim = params * 8  # AdamW's two fp32 moments
         if m.name == "galore":  # moments live in the rank-r projection of each matrix
             optim *= min(1.0, m.rank / f.hidden_size)
+    if deepspeed and half:
+        optim += trainable * 4  # DeepSpeed's fp32 master copy of the half-precision weights
     if stage >= 1:
         optim /= shards
     if stage >= 2:
@@ -79,9 +91,12 @@ def estimate_memory(recipe: Recipe, f: ModelFacts) -> MemoryEstimate:
         weights /= shards
 
     tokens = t.micro_batch_size * t.sequence_len
-    per_layer = tokens * f.hidden_size * (2 if t.gradient_checkpointing else 34) * (wbytes / 2)
-    activations = per_layer * f.num_layers
-    if not t.liger:  # logits and their gradient in fp32; Liger's fused cross-entropy never builds them
+    per_token_layer = f.hidden_size * (compute / 2)
+    if t.gradient_checkpointing:  # each layer's input is kept; one layer's activations live again in backward
+        activations = tokens * per_token_layer * (2 * f.num_layers + 34)
+    else:
+        activations = tokens * per_token_layer * 34 * f.num_layers
+    if not recipe.fused_cross_entropy:  # logits and their gradient in fp32; the fused loss never builds them
         activations += tokens * f.vocab_size * 4 * 2
     overhead = 1.0 if launch.device == "cuda" else 0.5
     return MemoryEstimate(

@@ -1,16 +1,15 @@
 """Load a recipe file strictly: collect every problem (syntax, keys, types, combinations) and report them at once."""
 from __future__ import annotations
 
-import types
-import typing
 from pathlib import Path
 from typing import Any, Iterable
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from ..models import catalog as models
 from ..core.errors import Problem, RecipeError, did_you_mean
+from ..core.schema import validation_problems
 from .methods import METHODS
 from .schema import PACKING_SAFE_ATTENTION, Recipe
 from .sweep import TRAINING_METRICS, expand, point_overrides
@@ -66,60 +65,6 @@ def apply_overrides(raw: dict, overrides: Iterable[str]) -> list[Problem]:
     return problems
 
 
-# ---------------------------------------------------------------- schema errors
-
-
-def model_class(annotation: Any) -> type[BaseModel] | None:
-    """The pydantic model inside an annotation (unwrapping Optional, list, Union)."""
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    origin = typing.get_origin(annotation)
-    if origin in (typing.Union, types.UnionType, list, tuple):
-        for arg in typing.get_args(annotation):
-            found = model_class(arg)
-            if found is not None:
-                return found
-    return None
-
-
-def _fields_at(loc: tuple) -> list[str]:
-    """Field names allowed at the mapping that contains loc[-1]."""
-    cls: type[BaseModel] | None = Recipe
-    for part in loc[:-1]:
-        if cls is None:
-            return []
-        if isinstance(part, int):
-            continue
-        field = cls.model_fields.get(part)
-        cls = model_class(field.annotation) if field else None
-    return sorted(cls.model_fields) if cls else []
-
-
-def _path(loc: tuple) -> str:
-    text = ""
-    for part in loc:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
-    return text or "(top level)"
-
-
-def schema_problems(exc: ValidationError) -> list[Problem]:
-    problems = []
-    for err in exc.errors(include_url=False):
-        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith(("function-", "literal["))))
-        kind, given = err["type"], err.get("input")
-        if kind == "extra_forbidden":
-            allowed = _fields_at(loc)
-            problems.append(Problem(_path(loc), "unknown key", allowed=tuple(allowed), suggestion=did_you_mean(loc[-1], allowed)))
-        elif kind == "literal_error":
-            expected = [s.strip().strip("'") for s in err["ctx"]["expected"].replace(" or ", ", ").split(",")]
-            problems.append(Problem(_path(loc), "not an accepted value", given, tuple(expected), did_you_mean(given, expected)))
-        elif kind == "missing":
-            problems.append(Problem(_path(loc), "required key is missing"))
-        else:
-            problems.append(Problem(_path(loc), err["msg"], given if not isinstance(given, (dict, list)) else None))
-    return problems
-
-
 # ---------------------------------------------------------------- meaning checks
 
 
@@ -158,11 +103,22 @@ def _combination_problems(recipe: Recipe) -> list[Problem]:
         found.append(Problem("launch.deepspeed", "QLoRA with ZeRO-3 fails to shard the 4-bit weights here; use zero2 or none", "zero3"))
     if method == "galore" and launch.deepspeed != "none":
         found.append(Problem("launch.deepspeed", "GaLore's optimizer does not run under DeepSpeed; use none (DDP)", launch.deepspeed))
+    if launch.deepspeed == "zero3" and recipe.axolotl.get("liger_fused_linear_cross_entropy"):
+        # Liger's fused loss reads lm_head.weight by attribute, so ZeRO-3 never gathers the shard: the step
+        # crashes with a size mismatch (huggingface/trl#3368, explained in huggingface/trl#5891). The
+        # templates render Liger's plain cross-entropy under ZeRO-3; only this override brings it back.
+        found.append(Problem(
+            "axolotl.liger_fused_linear_cross_entropy",
+            "Liger's fused linear cross-entropy crashes with launch.deepspeed: zero3 (it reads the sharded lm_head "
+            "weight directly); remove this override (under ZeRO-3 medtune uses Liger's plain cross-entropy) "
+            "or use launch.deepspeed: zero2",
+            True,
+        ))
     if t.sample_packing is True and t.attention not in PACKING_SAFE_ATTENTION:
         found.append(Problem(
             "training.sample_packing",
             f"packing with attention '{t.attention}' lets packed samples attend to each other; "
-            "use flash_attention_2 (CUDA), sdpa or eager, or set sample_packing: false",
+            "use sdpa, eager, flex_attention or flash_attention_2 (CUDA), or set sample_packing: false",
             True,
         ))
     if launch.device == "cpu":
@@ -210,7 +166,12 @@ def _axolotl_override_problems(raw: dict) -> list[Problem]:
     from .axolotl_check import unknown_key_problems
 
     plugins = tuple(overrides.get("plugins") or ())
-    return unknown_key_problems(overrides, "axolotl.", plugins)
+    # Preprocess, eval and chat render the template the model's catalog entry pins (models/chat_template.py);
+    # training on another would score the tuned model on prompts it never saw.
+    pinned = [Problem(f"axolotl.{key}", "the chat template is the model's (its catalog entry, else its tokenizer's "
+                      "own), which preprocess, eval and chat use too; remove this override", overrides[key])
+              for key in ("chat_template", "chat_template_jinja", "chat_template_kwargs") if key in overrides]
+    return pinned + unknown_key_problems(overrides, "axolotl.", plugins)
 
 
 # ---------------------------------------------------------------- entry point
@@ -231,7 +192,7 @@ def load(path: str | Path, overrides: Iterable[str] = (), base_dir: Path | None 
     try:
         recipe = Recipe.model_validate(raw)
     except ValidationError as exc:
-        problems += schema_problems(exc)
+        problems += validation_problems(exc, Recipe)
     if isinstance(raw.get("model"), str):
         problems += _model_problems(raw["model"], base_dir)
     problems += _data_problems(raw.get("data"), base_dir)
@@ -242,7 +203,7 @@ def load(path: str | Path, overrides: Iterable[str] = (), base_dir: Path | None 
             problems += _combination_problems(recipe)
     if recipe is not None and recipe.sweep is not None and not problems:
 
-        problems += _sweep_problems(path, overrides, recipe)
+        problems += _sweep_problems(path, overrides, recipe, base_dir)
     if problems:
         raise RecipeError(str(path), problems)
     return recipe, raw
@@ -260,12 +221,12 @@ def _metric_problem(recipe: Recipe) -> Problem | None:
     return Problem("sweep.metric", "not something this recipe measures", metric, allowed)
 
 
-def _sweep_problems(path: Path, overrides: list[str], recipe: Recipe) -> list[Problem]:
+def _sweep_problems(path: Path, overrides: list[str], recipe: Recipe, base_dir: Path) -> list[Problem]:
     """Every point loaded like `--set` overrides of the file; each failure named by its point."""
     problems = [p for p in [_metric_problem(recipe)] if p]
     for point in expand(recipe.sweep):
         try:
-            load(path, point_overrides(recipe.name, point, overrides))
+            load(path, point_overrides(recipe.name, point, overrides), base_dir)
         except RecipeError as exc:
             problems += [Problem(f"sweep point {point.label}: {p.path}", p.message, p.given, p.allowed, p.suggestion)
                          for p in exc.problems]

@@ -1,6 +1,6 @@
 """Fine-tuning methods: which options each accepts and their defaults.
 
-A method is a template in templates/methods/<name>.yaml.j2 plus an entry here; adding one is
+A method is a template in medtune/templates/methods/<name>.yaml.j2 plus an entry here; adding one is
 those two edits.
 """
 from __future__ import annotations

@@ -82,7 +82,9 @@ class TrainingSpec(Strict):
     """Pack several short rows into one sequence (much faster on short QA); auto: on whenever the
     attention backend keeps packed samples apart."""
     attention: Attention = "auto"
-    """Attention backend; auto: flash_attention_2 on CUDA, sdpa on CPU. `none` leaves it to Axolotl."""
+    """Attention backend; auto: sdpa, which needs no extra package (on CUDA Axolotl runs packed rows through
+    torch's varlen kernel). flash_attention_2 needs the flash-attn package (`make setup-gpu`). `none` leaves
+    it to Axolotl."""
     precision: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
     """Training precision; auto: bf16 on CUDA, fp32 on CPU (CPU AMP is slower here)."""
     gradient_checkpointing: bool = False
@@ -133,7 +135,7 @@ class Recipe(Strict):
     description: str | None = None
     """One line on what this experiment asks."""
     model: str
-    """A catalog key (templates/models/), a Hugging Face Hub id, or a local model folder."""
+    """A catalog key (medtune/templates/models/), a Hugging Face Hub id, or a local model folder."""
     method: MethodSpec = MethodSpec()
     """The fine-tuning method and its options."""
     data: DataSpec
@@ -156,7 +158,9 @@ class Recipe(Strict):
         """Turn `auto` settings into concrete ones for the recipe's device (deterministic: no probing)."""
         t, cuda = self.training, self.launch.device == "cuda"
         if t.attention == "auto":
-            t.attention = "flash_attention_2" if cuda else "sdpa"
+            # Not flash_attention_2: flash-attn is not installed by default, and a probe would make the rendered
+            # config depend on the machine. Axolotl 0.19 keeps sdpa's packed rows apart (varlen on CUDA).
+            t.attention = "sdpa"
         if t.precision == "auto":
             t.precision = "bf16" if cuda else "fp32"
         if t.sample_packing == "auto":
@@ -169,3 +173,27 @@ class Recipe(Strict):
             else:
                 t.optimizer = "adamw_torch_fused" if cuda else "adamw_torch"
         return self
+
+    # What the resolved settings mean for training; the templates and the memory planner both read these.
+
+    @property
+    def fp32_master_weights(self) -> bool:
+        """Whether full-weight training upcasts the loaded weights to fp32 and computes under bf16/fp16 autocast.
+
+        Axolotl 0.19 loads the model in the training precision (`bf16: true` sets its torch_dtype; no key loads
+        it otherwise), so a full fine-tune would keep weights and AdamW moments in bf16, where an update smaller
+        than 1/256 of a weight rounds away: a full fine-tune's 1e-5 steps do. DeepSpeed's optimizer keeps fp32
+        master weights and moments itself; LoRA adapters are fp32 already (PEFT upcasts them).
+        """
+        info = METHODS.get(self.method.name)
+        return (info is not None and info.output == "full" and self.training.precision in ("bf16", "fp16")
+                and self.launch.deepspeed == "none")
+
+    @property
+    def fused_cross_entropy(self) -> bool:
+        """Whether Liger's fused linear cross-entropy (no logits tensor) runs.
+
+        Not under ZeRO-3: the fused loss reads `lm_head.weight` by attribute, so DeepSpeed never gathers the
+        sharded weight and the step crashes (huggingface/trl#3368). There Liger's plain cross-entropy runs.
+        """
+        return self.training.liger is True and self.launch.deepspeed != "zero3"
