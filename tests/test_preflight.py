@@ -181,6 +181,16 @@ def test_low_disk_for_checkpoints_is_refused_with_the_arithmetic(monkeypatch, tm
     assert preflight.find_problems(recipe("smollm2-135m-lora"), ["train"], runs_dir=runs) == {}
 
 
+
+def test_bf16_full_fine_tune_checkpoints_hold_fp32_master_weights_and_moments():
+    """A bf16 full fine-tune trains fp32 master weights (medtune.launch.mixed_precision): each checkpoint holds
+    4 B weights + 2 x 4 B moments per parameter, while the final weights are cast back to 2 B."""
+    r = recipe("llama1b-full")
+    assert r.training.precision == "bf16" and r.fp32_master_weights
+    params = models.lookup(r.model).params_b * 1e9
+    per_checkpoint, final = preflight.checkpoint_bytes(r)
+    assert per_checkpoint == pytest.approx(12 * params) and final == pytest.approx(2 * params)
+
 # ---------------------------------------------------------------- the model: gated, cached, offline
 
 

@@ -129,7 +129,8 @@ def checkpoint_bytes(recipe: Recipe) -> tuple[float, float] | None:
     """(bytes of one checkpoint, bytes of the final weights) for a catalog model; None outside the catalog.
 
     A checkpoint holds what training saves to resume: the trainable weights and the optimizer's two AdamW moments
-    (fp32 master weights and moments under DeepSpeed ZeRO, sharded across ranks but summed on disk).
+    (fp32 master weights and moments under DeepSpeed ZeRO, sharded across ranks but summed on disk, and with
+    medtune's fp32 master weights for full and GaLore runs in bf16/fp16).
     """
     facts = models.lookup(recipe.model)
     if facts is None:
@@ -142,10 +143,15 @@ def checkpoint_bytes(recipe: Recipe) -> tuple[float, float] | None:
     else:
         trainable = facts.params_b * 1e9
         weights = trainable * wbytes
-    moments = trainable * (12 if recipe.launch.deepspeed != "none" else 2 * (4 if m.name in ("lora", "qlora") else wbytes))
+    # With fp32 master weights (medtune.launch.mixed_precision) a checkpoint holds fp32 weights and moments;
+    # the final weights are cast back to the training precision.
+    master = recipe.fp32_master_weights
+    saved = trainable * 4 if master else weights
+    moment_bytes = 4 if (m.name in ("lora", "qlora") or master) else wbytes
+    moments = trainable * (12 if recipe.launch.deepspeed != "none" else 2 * moment_bytes)
     if m.name == "galore":  # its moments live in the rank-r projection of each matrix (as plan.estimate_memory)
         moments *= min(1.0, m.rank / facts.hidden_size)
-    return weights + moments, weights
+    return saved + moments, weights
 
 
 def checkpoints_kept(recipe: Recipe) -> int:
