@@ -327,6 +327,8 @@ def test_cpu_recipes_pass_preflight():
 def test_sweep_points_share_common_problems_and_name_their_own(monkeypatch, empty_hub):
     fake_gpus(monkeypatch, count=1, gib=40)  # the LoRA point's estimate (~29.7 GiB) fits, the full one's (~50.9) does not
     flash_attn_installed(monkeypatch)
+    # A full fine-tune's checkpoints (fp32 master weights and moments) need more disk than this machine may have.
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(4096 * GIB, 0, 4096 * GIB))
     points = [("lora", recipe("llama3b-lora", "eval.suites=[]")), ("full", recipe("llama3b-full", "eval.suites=[]"))]
     with pytest.raises(preflight.PreflightError) as err:
         preflight.check_points("study", points, ["train"], runs_dir=Path("runs"))
