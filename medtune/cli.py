@@ -93,7 +93,9 @@ def _add_run(p: argparse.ArgumentParser) -> None:
     p.add_argument("--stages", metavar="LIST", help="comma-separated subset of preprocess,train,eval,report")
     p.add_argument("--resume", metavar="RUN_DIR|latest", help="continue a run: skip finished stages, resume training from its newest checkpoint")
     p.add_argument("--rehearse", action="store_true",
-                   help="prove a multi-GPU recipe's distributed path on CPU: 2 processes, SmolLM2, a few steps (gloo)")
+                   help="rehearse a GPU recipe on CPU before paying for GPUs: every stage (or --stages) with SmolLM2, "
+                        "3 training steps (2 processes over gloo for multi-GPU/DeepSpeed), a small eval; what was "
+                        "swapped for CPU is printed and kept in manifest.json")
     p.add_argument("--runs-dir", type=Path, default=Path("runs"), help="where run directories go (default: runs/)")
 
 

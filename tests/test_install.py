@@ -127,9 +127,9 @@ def test_installed_wheel_works_outside_the_checkout(wheel, tmp_path):
     cwd = tmp_path / "elsewhere"
     cwd.mkdir()
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"COLUMNS": "200", "HF_HUB_OFFLINE": "1"}
-    probe = ("import json, medtune; from medtune.core.paths import TEMPLATES_DIR; from medtune.launch.rehearse import "
-             "DEMO_DATA; from medtune.run.manifest import git_state; print(json.dumps({'file': medtune.__file__, "
-             "'templates': str(TEMPLATES_DIR), 'demo': DEMO_DATA.is_file(), 'git': git_state()}))")
+    probe = ("import json, medtune; from medtune.core.paths import DATA_DIR, TEMPLATES_DIR; "
+             "from medtune.run.manifest import git_state; print(json.dumps({'file': medtune.__file__, "
+             "'templates': str(TEMPLATES_DIR), 'demo': (DATA_DIR / 'medquad_demo.csv').is_file(), 'git': git_state()}))")
     facts = json.loads(_run([python, "-c", probe], cwd, env).splitlines()[-1])
     assert Path(facts["file"]).is_relative_to(site) and not Path(facts["file"]).is_relative_to(REPO), facts
     assert Path(facts["templates"]).is_relative_to(site), facts

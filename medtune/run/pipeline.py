@@ -35,7 +35,7 @@ class RunOptions:
     """What the command line asked of a run, typed: the layers below the CLI never see argparse."""
 
     stages: tuple[str, ...] | None = None
-    """The stages to run, in any order; None: all of them (a rehearsal: preprocess and train)."""
+    """The stages to run, in any order; None: all of them (a rehearsal too)."""
     dry_run: bool = False
     rehearse: bool = False
     runs_dir: Path = Path("runs")
@@ -112,11 +112,11 @@ def _train_command(ctx: StageContext) -> list[str]:
 
 def _eval(ctx: StageContext) -> dict:
     from ..evaluate.run import evaluate_run
-    from ..recipe.methods import METHODS
+    from ..models.loader import run_refs
 
     recipe = ctx.recipe
-    metrics = evaluate_run(ctx.run.path, recipe.eval, base_model=models.ensure_local(recipe.model), tuned=str(ctx.run.train),
-                           tuned_kind=METHODS[recipe.method.name].output, system_prompt=recipe.data.system_prompt,
+    base, tuned = run_refs(ctx.run)
+    metrics = evaluate_run(ctx.run.path, recipe.eval, base=base, tuned=tuned, system_prompt=recipe.data.system_prompt,
                            disclaimer_text=recipe.data.disclaimer.text if recipe.data.disclaimer.enabled else None)
     return {"models": sorted(metrics.get("models", {}))}
 
@@ -149,12 +149,11 @@ STAGES: tuple[Stage, ...] = (
     Stage("report", _report_inputs, _report),
 )
 STAGE_NAMES = tuple(stage.name for stage in STAGES)
-REHEARSAL_STAGES = ("preprocess", "train")
 
 
 def selected_stages(options: RunOptions) -> list[str]:
     """The stages to run, in pipeline order; an unknown name is an error naming the known ones."""
-    wanted = options.stages if options.stages is not None else (REHEARSAL_STAGES if options.rehearse else STAGE_NAMES)
+    wanted = options.stages if options.stages is not None else STAGE_NAMES
     unknown = [s for s in wanted if s not in STAGE_NAMES]
     if unknown:
         raise MedtuneError(f"--stages: unknown stage(s) {', '.join(unknown)}; choose from {', '.join(STAGE_NAMES)}")
@@ -216,18 +215,21 @@ def run_one(options: RunOptions, recipe: Recipe, recipe_path: Path, overrides: l
             run: RunDir | None = None) -> int:
     """Run the selected stages of one validated recipe: in a new run directory when `run` is None, else resume it."""
     recipe_dir = recipe_path.resolve().parent
-    if options.rehearse:
-        from ..launch.rehearse import rehearsal_recipe
+    rehearsal = None
+    if options.rehearse:  # the same stages on CPU, small, with every swap named (medtune/launch/rehearse.py)
+        from ..launch.rehearse import plan_rehearsal
 
-        recipe = rehearsal_recipe(recipe)
+        rehearsal = plan_rehearsal(recipe)
+        recipe = rehearsal.recipe
+        rehearsal.print()
     rendered = render(recipe)
     selected = selected_stages(options)
-    # A rehearsal trains through a small shim that adapts Axolotl to CPU processes (medtune/launch/rehearse.py).
+    # A rehearsal trains through a small shim that adapts Axolotl to CPU processes (medtune/launch/rehearse_child.py).
     train_module = "medtune.launch.rehearse_child" if options.rehearse else "axolotl.cli.train"
     if options.dry_run:
         print_plan(recipe, rendered, selected, train_module)
         return 0
-    preflight.check(recipe)
+    preflight.check(recipe, selected, runs_dir=run.path if run is not None else options.runs_dir)  # the disk it writes
 
     run = run or RunDir.create(options.runs_dir, recipe.name)
     if not run.recipe.exists():
@@ -236,6 +238,8 @@ def run_one(options: RunOptions, recipe: Recipe, recipe_path: Path, overrides: l
     rendered.write(run.path)
     manifest = RunManifest(run.path)
     manifest.data.update({"recipe_source": str(recipe_path.resolve()), "overrides": overrides})
+    if rehearsal is not None:
+        manifest.data["rehearsal"] = rehearsal.manifest_entry()  # what the run swapped, so it says what it did not prove
     manifest.start(recipe.name, sha256_file(run.recipe), recipe.training.seed, list(options.argv))
     console.print(f"[bold]run directory:[/bold] {run}")
 
