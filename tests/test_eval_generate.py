@@ -154,3 +154,6 @@ def test_killed_generation_resumes_without_regenerating(smollm2, smollm2_dir, tm
     # The resumed batch (4 at a time) continues the killed run (1 at a time) with the same greedy answers.
     expected = gen.generate_one(model, tokenizer, gen.prompt_ids(tokenizer, requests[0].messages), 6)[0]
     assert records["q0"]["output_ids"] == expected
+    # Each new answer says how it was computed (batched half-precision decoding is not batch-invariant).
+    fresh = [r for r in lines if r["id"] not in done_before]
+    assert fresh and all(r["dtype"] == "float32" and r["device"] == "cpu" and 1 <= r["batch_rows"] <= 4 for r in fresh)

@@ -133,6 +133,9 @@ def generate_missing(
     todo = [rid for rid in prompts if store.get(model_label, set_name, rid, prints[rid]) is None]
     todo.sort(key=lambda rid: len(prompts[rid]), reverse=True)
 
+    # Batched half-precision decoding is not batch-invariant on CUDA (a row's answer can depend on its
+    # neighbours' padding), so each answer records how it was computed: the dtype, device and its batch's size.
+    computed = {"dtype": str(getattr(model, "dtype", "")).removeprefix("torch."), "device": str(getattr(model, "device", ""))}
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, disable=not show_progress or not todo, transient=False) as progress:
         task = progress.add_task(f"{model_label} {set_name}", total=len(prompts), completed=len(prompts) - len(todo))
@@ -144,7 +147,8 @@ def generate_missing(
             records = [
                 {"model": model_label, "set": set_name, "id": rid, "fingerprint": prints[rid],
                  "prompt_tokens": len(prompts[rid]), "output": tokenizer.decode(ids, skip_special_tokens=True).strip(),
-                 "output_ids": ids, "stopped_at_eos": ended, "seconds": round(seconds, 4)}
+                 "output_ids": ids, "stopped_at_eos": ended, "seconds": round(seconds, 4),
+                 **computed, "batch_rows": len(chunk)}
                 for rid, (ids, ended) in zip(chunk, outputs)
             ]
             store.append(records)
