@@ -18,6 +18,9 @@ from typing import Any, Iterable
 
 from .errors import MedtuneError
 
+HUB_TIMEOUT_S = 10
+"""Seconds pre-flight waits for one Hub metadata answer."""
+
 _TRUE = ("1", "true", "yes", "on")
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")
 _BUILDERS = {".parquet": "parquet", ".jsonl": "json", ".json": "json", ".csv": "csv"}
@@ -198,7 +201,8 @@ def hub_dataset_problem(dataset: HubDataset, configs: Iterable[str | None] | Non
     from huggingface_hub import HfApi
 
     try:
-        HfApi().dataset_info(dataset.repo_id, revision=dataset.revision)
+        # A timeout, so a stalled network makes pre-flight report, not hang.
+        HfApi().dataset_info(dataset.repo_id, revision=dataset.revision, timeout=HUB_TIMEOUT_S)
     except Exception as exc:  # network, auth, not-found and revision errors all mean the same here: not readable
         return f"{dataset.label()} is not cached and the Hub did not answer for it: {type(exc).__name__}: {exc}"
     return None
