@@ -111,9 +111,6 @@ class RunDir:
 
     # ------------------------------------------------------------ places
 
-    def __truediv__(self, part: str) -> Path:
-        return self.path / part
-
     @property
     def recipe(self) -> Path:
         return self.path / self.RECIPE
@@ -210,11 +207,6 @@ class RunDir:
         if (self.train / "config.json").is_file() and (any(self.train.glob("*.safetensors")) or any(self.train.glob("*.bin"))):
             return self.train, "full"
         return None
-
-    def write_json(self, path: Path, data: Any, **dumps: Any) -> None:
-        """Atomic JSON write of a file inside this run directory (parents created)."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(path, data, **dumps)
 
 
 def _for(purpose: str) -> str:
