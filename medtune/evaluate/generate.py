@@ -1,4 +1,4 @@
-"""Greedy answers from a chat model with the training chat template: batched, length-sorted, resumable."""
+"""Greedy answers from the training prompt (chat template, or a plain-text format's prompt): batched, length-sorted, resumable."""
 from __future__ import annotations
 
 import hashlib
@@ -10,6 +10,8 @@ from typing import Callable
 import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from ..core.errors import MedtuneError
+from ..preprocess.layouts import prompt_part, segment_ids
 from .store import GenerationStore
 
 
@@ -18,16 +20,47 @@ class Request:
     id: str
     messages: list[dict]
     """The conversation up to (not including) the answer to generate."""
+    segments: list[dict] | None = None
+    """For a plain-text format (data.format instruction/completion): the prompt's segments, which are generated
+    from instead of messages, with no chat template (preprocess/layouts.py)."""
+
+
+def request_for(row: dict) -> Request:
+    """The generation request of a held-out row: its plain-text prompt where it has one, else its chat turns."""
+    segments = row.get("segments")
+    return Request(str(row["id"]), row["messages"][:-1], prompt_part(segments) if segments else None)
+
+
+def scored_conversation(row: dict) -> list[dict]:
+    """What answer loss scores of a held-out row (perplexity.answer_losses): its segments, else its messages."""
+    return row.get("segments") or row["messages"]
+
+
+def _check_chat_template(tokenizer) -> None:
+    if not tokenizer.chat_template:
+        raise MedtuneError(f"the tokenizer of {tokenizer.name_or_path} has no chat template (a base model), so chat "
+                           "turns cannot be rendered for it; train and evaluate it with data.format instruction or "
+                           "completion (plain-text prompts)")
 
 
 def prompt_ids(tokenizer, messages: list[dict]) -> list[int]:
     """Inference prompt, ending with the assistant-turn header, in the tokenizer's chat template: the one training
     used, which models.loader.load_tokenizer sets (models/chat_template.py)."""
+    _check_chat_template(tokenizer)
     return list(tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=False))
+
+
+def request_ids(tokenizer, request: Request) -> list[int]:
+    """The prompt a request generates from: its plain-text segments tokenized as training tokenized them, else
+    its chat turns through the chat template."""
+    if request.segments is not None:
+        return segment_ids(tokenizer, request.segments)
+    return prompt_ids(tokenizer, request.messages)
 
 
 def training_ids(tokenizer, messages: list[dict]) -> list[int]:
     """The training rendering of a whole conversation (answer included)."""
+    _check_chat_template(tokenizer)
     return list(tokenizer.apply_chat_template(messages, tokenize=True, return_dict=False))
 
 
@@ -128,7 +161,7 @@ def generate_missing(
     Batches hold prompts of similar length (longest first, so running out of memory shows at once)
     to keep padding, and the compute wasted on it, small.
     """
-    prompts = {req.id: prompt_ids(tokenizer, req.messages) for req in requests}
+    prompts = {req.id: request_ids(tokenizer, req) for req in requests}
     prints = {rid: fingerprint(identity, ids, max_new_tokens) for rid, ids in prompts.items()}
     todo = [rid for rid in prompts if store.get(model_label, set_name, rid, prints[rid]) is None]
     todo.sort(key=lambda rid: len(prompts[rid]), reverse=True)

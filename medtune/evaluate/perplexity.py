@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from .errors import EvalInputError
+from ..preprocess.layouts import is_segments, prompt_part, segment_ids
 from .generate import prompt_ids, stop_ids, token_budget_batches, training_ids
 
 LOGITS_CHUNK_ELEMENTS = 2**25
@@ -33,14 +34,19 @@ class AnswerLoss:
 def answer_span(tokenizer, messages: list[dict], stops: list[int]) -> tuple[list[int], int]:
     """(token ids of prompt + answer, where the answer starts).
 
-    The answer is what training renders after the inference prompt, up to and including the
+    `messages` are chat turns, or a plain-text format's segments (preprocess/layouts.py), tokenized as training
+    tokenized them. The answer is what training renders after the inference prompt, up to and including the
     end-of-turn token: the model is scored on writing the answer and stopping, not on the
     template's newline after it.
     """
-    full = training_ids(tokenizer, messages)
-    prompt = prompt_ids(tokenizer, messages[:-1])
+    if is_segments(messages):
+        full = segment_ids(tokenizer, messages)
+        prompt = segment_ids(tokenizer, prompt_part(messages))
+    else:
+        full = training_ids(tokenizer, messages)
+        prompt = prompt_ids(tokenizer, messages[:-1])
     if full[: len(prompt)] != prompt:
-        raise ValueError("the chat template's inference prompt is not a prefix of its training rendering")
+        raise ValueError("the inference prompt is not a prefix of the training rendering")
     end = next((pos + 1 for pos in range(len(prompt), len(full)) if full[pos] in stops), len(full))
     return full[:end], len(prompt)
 
@@ -104,7 +110,8 @@ def _batch_losses(model, rows: list[tuple[list[int], int]], pad: int, device) ->
 @torch.inference_mode()
 def answer_losses(model, tokenizer, conversations: list[list[dict]], *, batch_tokens: int,
                   max_tokens: int) -> list[AnswerLoss | None]:
-    """Per-conversation loss of its last (assistant) turn given everything before it.
+    """Per-conversation loss of its last (assistant) turn given everything before it (a conversation is chat
+    messages, or a plain-text row's segments: generate.scored_conversation gives either).
 
     A conversation longer than max_tokens is scored on its first max_tokens tokens (AnswerLoss.cut says how
     many answer tokens were left out); one whose prompt alone takes max_tokens has no answer token left and

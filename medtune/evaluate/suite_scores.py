@@ -4,6 +4,8 @@ from __future__ import annotations
 import re
 from collections import Counter
 
+from ..preprocess.format import question_segments
+from ..preprocess.layouts import specials
 from .generate import Request
 from .stats import mean_ci
 from .suites import SuiteItem
@@ -57,10 +59,16 @@ def majority_baseline(items: list[SuiteItem]) -> dict:
     return {"label": items[0].choices[gold], "acc": count / len(items)}
 
 
-def generation_requests(items: list[SuiteItem], system_prompt: str | None) -> list[Request]:
-    """The harness's prompt text as the user turn of a chat, so the tuned model answers as it was trained."""
+def generation_requests(items: list[SuiteItem], system_prompt: str | None, fmt: str = "chat",
+                        tokenizer=None) -> list[Request]:
+    """The harness's prompt text as the user turn of a chat, or for a plain-text data.format as the question of
+    its template (preprocess/layouts.py; `tokenizer` gives BOS/EOS), so the tuned model answers as it was trained."""
     system = [{"role": "system", "content": system_prompt}] if system_prompt else []
-    return [Request(item.id, system + [{"role": "user", "content": item.prompt}]) for item in items]
+    if fmt == "chat":
+        return [Request(item.id, system + [{"role": "user", "content": item.prompt}]) for item in items]
+    special = specials(tokenizer)
+    return [Request(item.id, system + [{"role": "user", "content": item.prompt}],
+                    question_segments(item.prompt, fmt, system_prompt, special)) for item in items]
 
 
 def _entry(items: list[SuiteItem], generated: dict[str, int | None] | None, samples: int, seed: int) -> dict:

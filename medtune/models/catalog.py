@@ -24,6 +24,9 @@ from ..core.hashing import sha256_file
 # Bump when the conversion's output changes, so old cache entries are not reused.
 CONVERTER_VERSION = 2
 
+NO_CHAT_TEMPLATE = "none"
+"""A catalog entry's chat_template for a base model: it has none and is trained on plain-text formats."""
+
 
 @dataclass(frozen=True)
 class ModelFacts:
@@ -40,13 +43,19 @@ class ModelFacts:
     num_layers: int
     chat_template: str
     """What training, preprocess, eval, chat and export all render with (models/chat_template.py):
-    `tokenizer_default` (the tokenizer's own), one of Axolotl's named templates, or `<name>.jinja`, medtune's own
-    in medtune/templates/chat/."""
+    `tokenizer_default` (the tokenizer's own), one of Axolotl's named templates, `<name>.jinja`, medtune's own
+    in medtune/templates/chat/, or `none` for a base (pretrained-only) model, which trains and evaluates with a
+    plain-text `data.format` (instruction, completion, text) and never a chat template."""
     eos_token: str
     pad_token: str
     lora_target_modules: tuple[str, ...]
     max_context: int
     pypi_gguf: dict | None = field(default=None)
+
+    @property
+    def has_chat_template(self) -> bool:
+        """False for a base model: a recipe must pick a plain-text data.format for it."""
+        return self.chat_template != NO_CHAT_TEMPLATE
 
     @property
     def chat_template_jinja(self) -> str | None:

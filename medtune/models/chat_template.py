@@ -4,7 +4,9 @@ A catalog entry names it (`chat_template:` in medtune/templates/models/*.yaml): 
 tokenizer's own; one of Axolotl's named templates, which the rendered Axolotl config names and Axolotl resolves
 with the function used here; or `<name>.jinja`, medtune's own (medtune/templates/chat/), whose text the rendered
 config carries (`chat_template: jinja`, templates/axolotl.yaml.j2). Either way training and medtune render one
-string. A model outside the catalog trains with its tokenizer's own template.
+string. A model outside the catalog trains with its tokenizer's own template. A base model (catalog
+`chat_template: none`, or a tokenizer without one) has no chat template: it trains and evaluates with a plain-text
+`data.format` (medtune/preprocess/layouts.py), and the recipe check refuses `format: chat` for a catalog one.
 
 The tokenizers' own templates are not always right for this. Llama 3.2's writes "Today Date: <today>" into
 every prompt: prompts would change from day to day (resumed generations stop matching their fingerprints) and
@@ -18,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import MedtuneError
-from .catalog import ModelFacts, catalog, lookup, resolve
+from .catalog import NO_CHAT_TEMPLATE, ModelFacts, catalog, lookup, resolve
 
 TOKENIZER_DEFAULT = "tokenizer_default"
 """The catalog value (and Axolotl's) for the chat template the tokenizer ships with."""
@@ -48,18 +50,22 @@ def named_template(name: str) -> str:
                            f"{TOKENIZER_DEFAULT} or a name from axolotl/utils/chat_templates/templates/") from None
 
 
-def chat_template(model: str, tokenizer: Any) -> str:
+def chat_template(model: str, tokenizer: Any) -> str | None:
     """The chat template `model` trains with: its catalog entry's, else the one `tokenizer` ships with.
 
     `model` is a catalog key, Hub id or folder; `tokenizer` is that model's (or a tuned copy's) tokenizer.
+    None for a base model (catalog `chat_template: none`, or a tokenizer without one): it trains and evaluates
+    with a plain-text data.format, and whatever would render chat turns refuses it (evaluate/generate.py,
+    preprocess/tokens.py).
     """
     facts = catalog_entry(model)
     name = facts.chat_template if facts is not None else TOKENIZER_DEFAULT
+    if name == NO_CHAT_TEMPLATE:
+        return None
     if name == TOKENIZER_DEFAULT:
         template = tokenizer.chat_template
         if not template:
-            raise MedtuneError(f"the tokenizer of {model} has no chat template, so there is no prompt format to train "
-                               "and evaluate with; use a chat/instruct model")
+            return None
     else:
         template = facts.chat_template_jinja or named_template(name)
     if DATE_CALL in str(template):
@@ -72,6 +78,6 @@ def chat_template(model: str, tokenizer: Any) -> str:
 
 
 def use_chat_template(tokenizer: Any, model: str) -> Any:
-    """Set the tokenizer's chat template to the one `model` trains with; return the tokenizer."""
+    """Set the tokenizer's chat template to the one `model` trains with (None for a base model); return the tokenizer."""
     tokenizer.chat_template = chat_template(model, tokenizer)
     return tokenizer

@@ -11,6 +11,7 @@ from .errors import PreprocessError
 from .format import to_row
 from .hygiene import Deduper
 from .inputs import Input
+from .layouts import TEMPLATED, specials
 from .records import SPLITS, Malformed, Record, has_answer, validate
 from .spec import DataSpec
 from .split import HELD_OUT_RANK, assign, has_official_split, leakage
@@ -35,6 +36,8 @@ def collect(inp: Input, tally: Tally) -> list[Record]:
         tally.read += 1
         if isinstance(item, Malformed):
             tally.drop("malformed", item.origin, item.why)
+        elif item.filtered:
+            tally.drop("filtered")
         elif not has_answer(item):
             tally.drop("no_answer")
         elif (why := validate(item)) is not None:
@@ -94,7 +97,7 @@ def _drop_too_long(rows: dict[str, list[dict]], splits: dict[str, list[Record]],
     """Removes train/val rows over sequence_len tokens, counting each under its source; returns drops per split."""
     dropped = {name: 0 for name in SPLITS}
     for name in ("train", "val"):  # test rows are prompts to generate from, not training rows: a long one still scores
-        long = tokens.too_long(tokenizer, [row["messages"] for row in rows[name]], sequence_len)
+        long = tokens.too_long(tokenizer, [row.get("segments") or row["messages"] for row in rows[name]], sequence_len)
         for record, is_long in zip(splits[name], long):
             if is_long:
                 owner[id(record)].drop("too_long")
@@ -113,12 +116,20 @@ def build(spec: DataSpec, inputs: list[Input], tokenizer: Any = None, sequence_l
     official = [inp.role == "train" and spec.split.official and has_official_split(recs) for inp, recs in zip(inputs, records)]
     train = [(f"train{inp.index}", recs) for inp, recs in zip(inputs, records) if inp.role == "train"]
     held_out = [r for inp, recs in zip(inputs, records) if inp.role == "eval" for r in recs]
-    splits, moved = assign(train, held_out, spec.split)
+    # Text rows train on everything and hold out only a validation share: there are no questions to test on.
+    split_spec = spec.split.model_copy(update={"test": 0.0, "official": False}) if spec.format == "text" else spec.split
+    splits, moved = assign(train, held_out, split_spec)
     _unique_ids([r for name in SPLITS for r in splits[name]])
 
-    rows = {name: [to_row(r, spec.system_prompt, spec.disclaimer) for r in splits[name]] for name in SPLITS}
+    if spec.format in TEMPLATED and tokenizer is None:
+        raise PreprocessError(f"format {spec.format} frames rows with the model's BOS/EOS tokens, so it needs the "
+                              "model's tokenizer", fix="pass tokenizer= (the model's); CLI: --tokenizer MODEL")
+    special = specials(tokenizer) if spec.format in TEMPLATED else None
+    rows = {name: [to_row(r, spec.system_prompt, spec.disclaimer, spec.format, special) for r in splits[name]]
+            for name in SPLITS}
     too_long = {name: 0 for name in SPLITS}
-    if sequence_len is not None:
+    # Text rows are never too long: Axolotl's completion type cuts a long document into sequence_len pieces.
+    if sequence_len is not None and spec.format != "text":
         owner = {id(r): tally for recs, tally in zip(records, tallies) for r in recs}
         too_long = _drop_too_long(rows, splits, owner, tokenizer, sequence_len)
     overlap = leakage(rows)

@@ -8,6 +8,7 @@ from pydantic import ValidationError
 
 from ..core.schema import validation_problems
 from .errors import PreprocessError
+from .layouts import FORMATS, TEMPLATED
 from .spec import DataSpec, DisclaimerSpec, SourceSpec, SplitSpec
 
 DEFAULT_OUT = Path("runs") / "preprocess"
@@ -26,11 +27,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="ignore the publisher's own test split (PubMedQA's 500) and use the shares")
     parser.add_argument("--disclaimer", action="store_true", help="append the safety disclaimer to every answer (never twice)")
     parser.add_argument("--disclaimer-text", metavar="TEXT", help="your own disclaimer wording (implies --disclaimer)")
+    parser.add_argument("--format", choices=FORMATS, default="chat",
+                        help="row layout (default chat); instruction and completion need --tokenizer (its BOS/EOS)")
+    parser.add_argument("--full-text", action="store_true", help="cord19: add each paper's body text from its full-text JSON")
     parser.add_argument("--system-prompt", metavar="S", help="system turn put before every question")
     parser.add_argument("--limit", type=int, metavar="N", help="keep at most N records (seeded sample)")
     parser.add_argument("--qtype", action="extend", nargs="+", metavar="Q", help="keep only these question types")
     parser.add_argument("--columns", metavar="question=Q,answer=A", help="for your own file: which column holds what")
-    parser.add_argument("--tokenizer", metavar="MODEL", help="with --sequence-len: model (catalog key, folder or Hub id) whose tokenizer counts tokens")
+    parser.add_argument("--tokenizer", metavar="MODEL",
+                        help="model (catalog key, folder or Hub id) whose tokenizer counts tokens (--sequence-len) or frames rows (--format instruction/completion)")
     parser.add_argument("--sequence-len", type=int, metavar="N", help="drop training rows longer than N tokens (needs --tokenizer)")
 
 
@@ -61,19 +66,23 @@ def _split(args: argparse.Namespace) -> SplitSpec:
 
 
 def spec_from_args(args: argparse.Namespace) -> DataSpec:
-    source = SourceSpec(source=args.source, path=args.path, columns=_columns(args.columns), qtypes=args.qtype, limit=args.limit)
+    source = SourceSpec(source=args.source, path=args.path, columns=_columns(args.columns), qtypes=args.qtype, limit=args.limit,
+                        full_text=args.full_text)
     disclaimer = DisclaimerSpec(enabled=bool(args.disclaimer or args.disclaimer_text),
                                 **({"text": args.disclaimer_text} if args.disclaimer_text else {}))
-    return DataSpec(train=[source], split=_split(args), system_prompt=args.system_prompt, disclaimer=disclaimer)
+    return DataSpec(format=args.format, train=[source], split=_split(args), system_prompt=args.system_prompt,
+                    disclaimer=disclaimer)
 
 
-def _tokenizer(ref: str | None, sequence_len: int | None) -> str | None:
-    if sequence_len is None:
+def _tokenizer(ref: str | None, sequence_len: int | None, fmt: str = "chat") -> str | None:
+    if sequence_len is None and fmt not in TEMPLATED:
         if ref:
-            raise PreprocessError("--tokenizer is only used to count tokens for --sequence-len N; give both")
+            raise PreprocessError("--tokenizer is only used to count tokens for --sequence-len N (give both) or to "
+                                  "frame --format instruction/completion rows")
         return None
     if not ref:
-        raise PreprocessError("--sequence-len needs --tokenizer MODEL to count tokens with")
+        need = "--sequence-len" if sequence_len is not None else f"--format {fmt}"
+        raise PreprocessError(f"{need} needs --tokenizer MODEL (the model you will train)")
     from ..models.catalog import ensure_local
 
     return ensure_local(ref)
@@ -93,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         spec = spec_from_args(args)
         out = args.out or DEFAULT_OUT / Path(args.source).stem
-        manifest = prepare(spec, out, tokenizer=_tokenizer(args.tokenizer, args.sequence_len),
+        manifest = prepare(spec, out, tokenizer=_tokenizer(args.tokenizer, args.sequence_len, args.format),
                            sequence_len=args.sequence_len, base_dir=Path.cwd())
     except ValidationError as exc:
         err_console.print(_validation_message(exc), style="red", markup=False, soft_wrap=True)

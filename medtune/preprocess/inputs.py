@@ -41,7 +41,7 @@ class Input:
     def key_part(self) -> dict:
         """What of this input the cache key depends on: content and options, never where it lies."""
         return {"role": self.role, "source": self.name, "columns": self.spec.columns, "qtypes": self.spec.qtypes,
-                "limit": self.spec.limit, "content": self.fingerprint}
+                "limit": self.spec.limit, "full_text": self.spec.full_text, "content": self.fingerprint}
 
     def describe(self) -> dict:
         where = {"path": str(self.path)} if self.path is not None else {"hub_id": self.source.hub_id}

@@ -13,6 +13,7 @@ from .build import Built, build
 from .drops import total
 from .errors import PreprocessError
 from .format import FORMATTER_VERSION
+from .layouts import TEMPLATED
 from ..core.hashing import sha256_file
 from .inputs import Input, open_input
 from .records import SPLITS
@@ -28,8 +29,9 @@ def open_inputs(spec: DataSpec, base_dir: Path | None) -> list[Input]:
 
 def _options(spec: DataSpec, sequence_len: int | None, tokenizer_fp: dict | None) -> dict:
     dumped = spec.model_dump(mode="json")
-    return {"split": dumped["split"], "system_prompt": dumped["system_prompt"], "disclaimer": dumped["disclaimer"],
-            "sequence_len": sequence_len, "tokenizer": tokenizer_fp, "formatter_version": FORMATTER_VERSION}
+    return {"format": spec.format, "split": dumped["split"], "system_prompt": dumped["system_prompt"],
+            "disclaimer": dumped["disclaimer"], "sequence_len": sequence_len, "tokenizer": tokenizer_fp,
+            "formatter_version": FORMATTER_VERSION}
 
 
 def _write_jsonl(path: Path, rows: list[dict]) -> None:
@@ -71,15 +73,20 @@ def prepare(spec: DataSpec, out_dir: Path, *, tokenizer: Any = None, sequence_le
 
     Relative source paths resolve against base_dir (the recipe's folder), then the current dir.
     `tokenizer` (an object, or a model folder / Hub id) with `sequence_len` drops training rows whose
-    chat-template rendering is longer than sequence_len tokens. Unchanged inputs and options are
+    rendering (chat template, or plain-text segments) is longer than sequence_len tokens; the instruction and
+    completion formats always need it, for the model's BOS/EOS texts. Unchanged inputs and options are
     served from the cache (the manifest then says "cache": "hit").
     """
     started = time.perf_counter()
     out_dir = Path(out_dir)
-    tok = tokens.load_tokenizer(tokenizer) if sequence_len is not None else None
-    if sequence_len is not None and tok is None:
-        raise PreprocessError("sequence_len needs a tokenizer to count tokens with", fix="pass tokenizer= (the model's)")
-    options = _options(spec, sequence_len, tokens.fingerprint(tok) if tok is not None else None)
+    chat = spec.format == "chat"
+    wanted = sequence_len is not None or spec.format in TEMPLATED
+    tok = tokens.load_tokenizer(tokenizer, chat=chat) if wanted else None
+    if wanted and tok is None:
+        need = "sequence_len needs a tokenizer to count tokens with" if sequence_len is not None else \
+            f"format {spec.format} frames rows with the model's BOS/EOS tokens, so it needs the model's tokenizer"
+        raise PreprocessError(need, fix="pass tokenizer= (the model's); CLI: --tokenizer MODEL")
+    options = _options(spec, sequence_len, tokens.fingerprint(tok, chat=chat) if tok is not None else None)
     inputs = open_inputs(spec, base_dir)
     key = cache.make_key({"options": options, "inputs": [inp.key_part() for inp in inputs]})
 

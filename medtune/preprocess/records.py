@@ -31,7 +31,10 @@ class Record:
     origin: str = ""
     """Where the row came from (file and row), for messages."""
     group: str | None = None
-    """Memo of hygiene.group_key (computed once; dedup, split and the leakage check all need it)."""
+    """Memo of hygiene.group_key (computed once; dedup, split and the leakage check all need it). A loader may
+    set it to group records its own way (cord19: by abstract)."""
+    filtered: bool = False
+    """The publisher marks the record as not to be used (a MEDIQA answer judged incorrect): counted as filtered."""
 
 
 @dataclass(slots=True)

@@ -6,13 +6,13 @@ from pathlib import Path
 
 from .errors import PreprocessError
 from .spec import SourceSpec
-from .sources import custom, medmcqa, medqa, medquad, meadow, mmlu, pubmedqa
+from .sources import cord19, custom, mediqa, medmcqa, medqa, medquad, meadow, mmlu, pubmedqa
 from .sources.base import Source
 
 SOURCES: dict[str, Source] = {
     s.name: s
     for s in (medquad.SOURCE, pubmedqa.SOURCE, medqa.SOURCE, medmcqa.SOURCE, mmlu.SOURCE,
-              meadow.FLASHCARDS, meadow.WIKIDOC, meadow.MEDICAL_MEADOW)
+              meadow.FLASHCARDS, meadow.WIKIDOC, meadow.MEDICAL_MEADOW, mediqa.SOURCE, cord19.SOURCE)
 }
 ALIASES: dict[str, str] = {alias: s.name for s in SOURCES.values() for alias in s.aliases}
 
@@ -77,6 +77,8 @@ def check_source(src: SourceSpec, base_dir: Path | None) -> list[str]:
     is_custom = source is custom.SOURCE
     if is_custom and src.path:
         problems.append("path: is for named datasets; for your own file, `source:` is its path")
+    if not is_custom and source.hub is None and not src.path:
+        problems.append(f"'{source.name}' has no pinned Hub copy: give `path:` to the publisher's files on disk")
     if not is_custom and src.columns:
         problems.append(f"columns: only applies to your own CSV/XLSX/JSONL files, not to '{source.name}'")
     if source.qtypes is not None and src.qtypes:

@@ -90,11 +90,12 @@ def assign(train: list[tuple[str, list[Record]]], held_out: list[Record], spec: 
 def leakage(rows: dict[str, list[dict]]) -> dict[str, int]:
     """How many questions each pair of written splits shares, compared as the model sees them.
 
-    Computed from the output rows' user turns (normalized), not from the grouping that made the
-    split, so it checks what is actually written.
+    Computed from the output rows' user turns (a text row's whole text), normalized, not from the grouping
+    that made the split, so it checks what is actually written.
     """
     def asked(split: str) -> set[str]:
-        return {normalize(next(m["content"] for m in row["messages"] if m["role"] == "user")) for row in rows[split]}
+        return {normalize(row["text"] if "text" in row else next(m["content"] for m in row["messages"] if m["role"] == "user"))
+                for row in rows[split]}
 
     keys = {name: asked(name) for name in SPLITS}
     return {

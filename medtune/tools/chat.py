@@ -29,6 +29,8 @@ class ChatRun:
     name: str
     system_prompt: str | None
     model: str
+    format: str = "chat"
+    """The recipe's data.format: a plain-text one prompts with its template (one question at a time), as eval does."""
 
 
 def run_chat(args: argparse.Namespace) -> int:
@@ -41,8 +43,9 @@ def run_chat(args: argparse.Namespace) -> int:
     run_dir = RunDir.open(args.run_dir, "chat")
     ref = tuned_ref(run_dir)  # checked before the slow load: a run whose train stage has not finished stops here
     recipe = run_dir.resolved_recipe()
-    run = ChatRun(str(recipe.get("name") or run_dir.path.name), (recipe.get("data") or {}).get("system_prompt"),
-                  ref.describe())
+    data = recipe.get("data") or {}
+    run = ChatRun(str(recipe.get("name") or run_dir.path.name), data.get("system_prompt"), ref.describe(),
+                  data.get("format") or "chat")
     err_console.print(f"loading {run.model} ...", markup=False)
     model, tokenizer = load(ref)
     if args.cli:
@@ -56,15 +59,30 @@ def messages_for(system_prompt: str | None, history: list[dict], question: str) 
     return [*system, *history, {"role": "user", "content": question}]
 
 
-def stream_answer(model, tokenizer, messages: list[dict], max_new_tokens: int, temperature: float = 0.0) -> Iterator[str]:
+def prompt_for(run: ChatRun, tokenizer, history: list[dict], question: str) -> list[int]:
+    """Eval's prompt for the question: chat turns (earlier ones included) through the chat template, or the
+    run's plain-text format template around the question alone (its layouts have no earlier turns)."""
+    from ..evaluate.generate import prompt_ids
+    from ..preprocess.format import question_segments
+    from ..preprocess.layouts import segment_ids, specials
+
+    if run.format == "chat":
+        return prompt_ids(tokenizer, messages_for(run.system_prompt, history, question))
+    return segment_ids(tokenizer, question_segments(question, run.format, run.system_prompt, specials(tokenizer)))
+
+
+def stream_answer(model, tokenizer, messages: list[dict], max_new_tokens: int, temperature: float = 0.0,
+                  prompt: list[int] | None = None) -> Iterator[str]:
     """Yield the answer's text as it is generated, from eval's prompt (the chat template training used, which
-    models.loader set on the tokenizer), stopping at the tokenizer's end-of-turn token."""
+    models.loader set on the tokenizer, or `prompt`'s token ids from prompt_for), stopping at the tokenizer's
+    end-of-turn token."""
     import torch
     from transformers import TextIteratorStreamer
 
     from ..evaluate.generate import prompt_ids
 
-    ids = torch.tensor([prompt_ids(tokenizer, messages)], device=next(model.parameters()).device)
+    ids = torch.tensor([prompt if prompt is not None else prompt_ids(tokenizer, messages)],
+                       device=next(model.parameters()).device)
     inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
     streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
     settings = dict(max_new_tokens=max_new_tokens, streamer=streamer, eos_token_id=tokenizer.eos_token_id,
@@ -116,7 +134,7 @@ def _terminal(run: ChatRun, model, tokenizer, args: argparse.Namespace) -> int:
             print("model> ", end="", flush=True)
         answer = ""
         for piece in stream_answer(model, tokenizer, messages_for(run.system_prompt, history, question),
-                                   args.max_new_tokens, args.temperature):
+                                   args.max_new_tokens, args.temperature, prompt_for(run, tokenizer, history, question)):
             answer += piece
             print(piece, end="", flush=True)
         print("\n", flush=True)
@@ -146,7 +164,7 @@ def _web(run: ChatRun, model, tokenizer, args: argparse.Namespace) -> int:
         turns = [{"role": m["role"], "content": _text(m.get("content"))} for m in history if m.get("role") in ("user", "assistant")]
         answer = ""
         for piece in stream_answer(model, tokenizer, messages_for(run.system_prompt, turns, message),
-                                   args.max_new_tokens, args.temperature):
+                                   args.max_new_tokens, args.temperature, prompt_for(run, tokenizer, turns, message)):
             answer += piece
             yield answer
 

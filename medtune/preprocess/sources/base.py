@@ -36,6 +36,8 @@ class Source:
     aliases: tuple[str, ...] = ()
     qtypes: frozenset[str] | None = field(default=None)
     """Known question types, so a typo in `qtypes:` is reported instead of silently matching nothing."""
+    documents: bool = False
+    """Gives documents (title + text), not questions: read by the `text` format only (spec.TEXT_SOURCES)."""
 
     @property
     def hub_id(self) -> str | None:
