@@ -7,10 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 PACKAGE = Path(__file__).resolve().parent.parent / "medtune"
 
 # Bottom to top. A stage's package (preprocess, evaluate) sits below the recipe, whose schema composes their specs.
-LAYERS = ("core", "models", "preprocess", "evaluate", "recipe", "launch", "report", "run", "tools", "cli")
+LAYERS = ("core", "models", "preprocess", "evaluate", "augment", "recipe", "launch", "report", "run", "tools", "cli")
 
 
 def _modules() -> dict[str, Path]:
@@ -86,6 +88,7 @@ def test_no_import_cycles():
     assert not cycles, "import cycles:\n" + "\n".join(cycles)
 
 
+@pytest.mark.slow  # a fresh interpreter importing the whole ML stack (Axolotl, DeepSpeed, lm-eval, Gradio)
 def test_every_module_imports_in_a_fresh_interpreter():
     names = sorted(_modules())
     code = "import importlib, sys\nfor n in sys.argv[1:]:\n    importlib.import_module(n)\nprint('ok', len(sys.argv) - 1)"

@@ -1,12 +1,12 @@
-"""LLM-judge correctness with DeepEval's GEval, judged by an OpenAI-compatible endpoint or a local HF model."""
+"""LLM-judge scores with DeepEval's GEval (correctness, and KnowTuning's completeness, factuality, logicality),
+judged by an OpenAI-compatible endpoint or a local HF model (textgen.py)."""
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 from ..core.env import private_env
-from .errors import EvalInputError
-from .spec import JudgeSpec
+from .spec import JudgeCriterion, JudgeSpec
+from .textgen import text_generator
 
 # DeepEval reports usage to Sentry, PostHog and New Relic at import unless told not to; medical
 # evaluations must not phone home. Set before any deepeval import, also where the judge is used without the CLI.
@@ -20,69 +20,66 @@ EVALUATION_STEPS = [
     "Penalise omission of facts from the expected output that are needed to answer the question.",
     "Do not penalise extra correct detail, different wording, or a safety disclaimer.",
 ]
+# KnowTuning's three aspects (Lyu et al., EMNLP 2024), each judged alone so a model can gain on one and lose on
+# another: completeness (are the reference's facts there), factuality (is what is said true), logicality (order).
+CRITERIA_STEPS: dict[str, list[str]] = {
+    "correctness": EVALUATION_STEPS,
+    "completeness": [
+        "List the distinct medical facts in 'expected output' that answer the question in 'input'.",
+        "Check which of those facts 'actual output' states, in any wording.",
+        "Score by the share of the expected facts that 'actual output' covers; do not penalise extra detail.",
+    ],
+    "factuality": [
+        "Check every medical statement in 'actual output', using 'expected output' and established medicine as "
+        "the ground truth.",
+        "Penalise each statement that is false, contradicts 'expected output', or is unsafe; a wrong number, "
+        "dose, cause or treatment counts fully.",
+        "Do not penalise missing facts or wording: judge only whether what is said is true.",
+    ],
+    "logicality": [
+        "Read 'actual output' as an answer to the question in 'input'.",
+        "Penalise statements in an order that breaks the reasoning (a consequence before its cause, a treatment "
+        "before the condition), contradictions between statements, and conclusions that do not follow.",
+        "Do not penalise missing facts, factual errors or wording: judge only how the answer hangs together.",
+    ],
+}
 BASE_URL_ENV = "MEDTUNE_JUDGE_BASE_URL"
 MAX_JUDGE_TOKENS = 512
 
 
-def _base_llm():
+def metric_name(criterion: JudgeCriterion) -> str:
+    """The name a criterion's score has in metrics.json and per_item.jsonl: `judge` for correctness (the name it had
+    before there were criteria), `judge_<criterion>` for the others."""
+    return "judge" if criterion == "correctness" else f"judge_{criterion}"
+
+
+METRIC_NAMES = tuple(metric_name(c) for c in CRITERIA_STEPS)
+
+
+def _deepeval_model(generator):
+    """A DeepEval model over a textgen generator."""
     from deepeval.models import DeepEvalBaseLLM
 
-    return DeepEvalBaseLLM
-
-
-def openai_judge(spec: JudgeSpec):
-    """A DeepEval model calling any OpenAI-compatible chat endpoint; the key is read from the environment only."""
-    base_url = spec.base_url or os.environ.get(BASE_URL_ENV)
-    key = os.environ.get(spec.api_key_env)
-    if not key:
-        raise EvalInputError(f"judge kind openai needs its API key in the environment variable {spec.api_key_env}")
-
-    class OpenAICompatibleJudge(_base_llm()):
+    class Judge(DeepEvalBaseLLM):
         def load_model(self):
-            from openai import OpenAI
-
-            return OpenAI(base_url=base_url, api_key=key)
+            return generator
 
         def generate(self, prompt: str) -> str:
-            reply = self.model.chat.completions.create(
-                model=spec.model, messages=[{"role": "user", "content": prompt}], temperature=0, max_tokens=MAX_JUDGE_TOKENS)
-            return reply.choices[0].message.content or ""
+            return generator(prompt)
 
         async def a_generate(self, prompt: str) -> str:
             return self.generate(prompt)
 
         def get_model_name(self) -> str:
-            return f"{spec.model} @ {base_url or 'api.openai.com'}"
+            return generator.name
 
-    return OpenAICompatibleJudge(spec.model)
-
-
-def hf_judge(spec: JudgeSpec):
-    """A DeepEval model wrapping a local Hugging Face chat model (greedy, its own chat template)."""
-    from .generate import generate_one, prompt_ids
-    from ..models.loader import ModelRef, load
-
-    class LocalHFJudge(_base_llm()):
-        def load_model(self):
-            return load(ModelRef("judge", spec.model))
-
-        def generate(self, prompt: str) -> str:
-            model, tokenizer = self.model
-            ids, _ = generate_one(model, tokenizer, prompt_ids(tokenizer, [{"role": "user", "content": prompt}]),
-                                  MAX_JUDGE_TOKENS)
-            return tokenizer.decode(ids, skip_special_tokens=True)
-
-        async def a_generate(self, prompt: str) -> str:
-            return self.generate(prompt)
-
-        def get_model_name(self) -> str:
-            return spec.model
-
-    return LocalHFJudge(spec.model)
+    return Judge(generator.name)
 
 
 def make_judge(spec: JudgeSpec):
-    return openai_judge(spec) if spec.kind == "openai" else hf_judge(spec)
+    """A DeepEval model: an OpenAI-compatible endpoint (key from the environment only) or a local HF chat model."""
+    return _deepeval_model(text_generator(spec.kind, spec.model, base_url=spec.base_url, api_key_env=spec.api_key_env,
+                                          base_url_env=BASE_URL_ENV, max_tokens=MAX_JUDGE_TOKENS, purpose="judge"))
 
 
 @dataclass
@@ -92,15 +89,16 @@ class Verdict:
     reason: str
 
 
-def judge_answers(judge, questions: list[str], outputs: list[str], references: list[str]) -> list[Verdict]:
-    """One GEval correctness verdict per answer; an unparsable reply becomes score None, not an error."""
+def judge_answers(judge, questions: list[str], outputs: list[str], references: list[str],
+                  criterion: JudgeCriterion = "correctness") -> list[Verdict]:
+    """One GEval verdict on `criterion` per answer; an unparsable reply becomes score None, not an error."""
     from deepeval.metrics import GEval
     from deepeval.test_case import LLMTestCase, LLMTestCaseParams
 
     params = [LLMTestCaseParams.INPUT, LLMTestCaseParams.ACTUAL_OUTPUT, LLMTestCaseParams.EXPECTED_OUTPUT]
     verdicts = []
     for question, output, reference in zip(questions, outputs, references):
-        metric = GEval(name="Correctness", evaluation_params=params, evaluation_steps=EVALUATION_STEPS,
+        metric = GEval(name=criterion.capitalize(), evaluation_params=params, evaluation_steps=CRITERIA_STEPS[criterion],
                        model=judge, async_mode=False, verbose_mode=False)
         case = LLMTestCase(input=question, actual_output=output, expected_output=reference)
         try:

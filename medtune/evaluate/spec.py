@@ -3,12 +3,13 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from ..core.schema import Strict
 
 Metric = Literal["rouge", "bleu", "bertscore", "perplexity", "disclaimer", "judge"]
 Suite = Literal["pubmedqa", "medqa", "medmcqa", "mmlu_medical"]
+JudgeCriterion = Literal["correctness", "completeness", "factuality", "logicality"]
 
 
 class JudgeSpec(Strict):
@@ -20,6 +21,15 @@ class JudgeSpec(Strict):
     """Endpoint URL for kind openai (default: the MEDTUNE_JUDGE_BASE_URL environment variable)."""
     api_key_env: str = "OPENAI_API_KEY"
     """Name of the environment variable holding the key; the key itself is never written to disk."""
+    criteria: list[JudgeCriterion] = ["correctness"]
+    """What the judge scores, each 0-1 with its own fixed rubric: correctness (metric `judge`), and KnowTuning's completeness, factuality, logicality (`judge_<criterion>`); one judge call per answer per criterion."""
+
+    @field_validator("criteria")
+    @classmethod
+    def _criteria_once_each(cls, criteria: list[str]) -> list[str]:
+        if not criteria or len(set(criteria)) != len(criteria):
+            raise ValueError("list each criterion once, at least one")
+        return criteria
 
 
 class EvalSpec(Strict):
@@ -56,7 +66,7 @@ class EvalSpec(Strict):
     seed: int = 0
     """Seed of the bootstrap resampling and of the suite_limit sample, so a rerun scores and resamples the same."""
     judge: JudgeSpec | None = None
-    """LLM judge for correctness (DeepEval GEval): setting it turns the judge on; off by default."""
+    """LLM judge (DeepEval GEval) of correctness and any other judge.criteria: setting it turns the judge on; off by default."""
 
     @model_validator(mode="after")
     def _judge_needs_config(self) -> "EvalSpec":
