@@ -149,8 +149,25 @@ def test_rouge_and_bleu_golden():
 
 @pytest.mark.slow
 def test_bertscore_f1_golden_with_the_minilm_encoder():
-    f1 = metrics.BertScore().score(OUTS, REFS)["bertscore_f1"]
-    assert f1 == pytest.approx([0.9494829177856445, 0.8376922011375427, 0.40855857729911804], abs=MODEL)
+    scores = metrics.BertScore().score(OUTS, REFS)
+    assert scores["bertscore_f1"] == pytest.approx([0.9494829177856445, 0.8376922011375427, 0.40855857729911804], abs=MODEL)
+    # Precision (answer tokens matched in the reference) and recall (reference tokens matched in the answer): the
+    # short wrong third answer covers less of its reference than the reference covers of it.
+    assert scores["bertscore_precision"] == pytest.approx([0.9476011991500854, 0.8488218188285828, 0.47495147585868835], abs=MODEL)
+    assert scores["bertscore_recall"] == pytest.approx([0.9513721466064453, 0.8268507122993469, 0.35845115780830383], abs=MODEL)
+
+
+def test_bertscore_aggregates_precision_recall_and_f1_side_by_side():
+    """All three BERTScore numbers reach the metrics table; per item they come from the scorer unchanged."""
+
+    class Fixed:
+        def score(self, outputs, references):
+            return {"bertscore_precision": [0.9, 0.5], "bertscore_recall": [0.7, 0.3], "bertscore_f1": [0.8, 0.4]}
+
+    aggregates, per_item = metrics.score_answers(OUTS[:2], REFS[:2], ["bertscore"], bertscore=Fixed(), samples=200, seed=0)
+    assert {name: aggregates[name]["mean"] for name in per_item} == pytest.approx(
+        {"bertscore_precision": 0.7, "bertscore_recall": 0.5, "bertscore_f1": 0.6})
+    assert all(aggregates[name]["n"] == 2 and aggregates[name]["ci"] for name in per_item)
 
 
 def test_answer_perplexity_golden_on_smollm2(smollm2_dir):

@@ -22,8 +22,8 @@ QA = [("What is gout?", "Gout is a form of arthritis caused by uric acid crystal
       ("How is asthma treated?", "With inhaled corticosteroids to control it and bronchodilators for attacks."),
       ("What is hypertension?", "Blood pressure that stays at or above 130/80 mmHg."),
       ("Which organ makes insulin?", "The pancreas, in the beta cells of its islets.")]
-EXPECTED_METRICS = {"rouge1", "rouge2", "rougeL", "bleu", "bleu_corpus", "bertscore_f1", "loss", "perplexity",
-                    "disclaimer", "judge"}
+EXPECTED_METRICS = {"rouge1", "rouge2", "rougeL", "bleu", "bleu_corpus", "bertscore_precision", "bertscore_recall",
+                    "bertscore_f1", "loss", "perplexity", "disclaimer", "judge"}
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -130,6 +130,7 @@ def test_base_and_lora_adapter_get_every_configured_metric(run_dir, shared_data,
 
     per_item = [json.loads(line) for line in (run_dir / "eval" / "per_item.jsonl").read_text().splitlines()]
     assert len([r for r in per_item if r["set"] == "test"]) == 10 and len([r for r in per_item if r["set"] == "suite"]) == 4
+    assert {r["question"] for r in per_item if r["set"] == "test"} == {q for q, _ in QA}  # the error analysis shows it
     assert metrics["per_item"] == "eval/per_item.jsonl"
     generations = (run_dir / "eval" / "generations.jsonl").read_text().splitlines()
     assert len(generations) == 2 * (5 + 2)

@@ -96,8 +96,6 @@ def score_answers(outputs: list[str], references: list[str], metrics: list[str],
         if bertscore is None:
             raise ValueError("bertscore requested without a BertScore scorer")
         per_item.update(bertscore.score(outputs, references))
-    for name, values in per_item.items():
-        if name in ("bertscore_precision", "bertscore_recall"):
-            continue  # kept per item; F1 is the headline number
+    for name, values in per_item.items():  # BERTScore: precision and recall beside F1, as studies report them
         aggregates[name] = mean_ci(values, samples=samples, seed=seed)
     return aggregates, per_item

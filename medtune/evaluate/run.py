@@ -7,7 +7,9 @@ Writes eval/generations.jsonl (resumable), eval/per_item.jsonl and eval/metrics.
                                          "baseline", "baseline_label", "confusion": {"labels", "matrix"},
                                          "confusion_generation", "harness", "subtasks"?}}},
                plus medqa_step1 / medqa_step2_3 entries of the same shape
-     "judge": {model: {"judged", "unparsable", "judge_model"}}, "references": {...}, "skipped": {...},
+     "judge": {model: {"judged", "unparsable", "judge_model", criterion: {"judged", "unparsable"}}},  counts of
+               correctness (metric `judge`) at the top, of each other eval.judge.criteria (`judge_<criterion>`) inside,
+     "references": {...}, "skipped": {...},
      "long_rows": {"max_test_tokens", model: {"truncated", "skipped"}}   test rows over the limit, loss/perplexity only
      "per_item": "eval/per_item.jsonl", "generations": "eval/generations.jsonl", "config": {...}}
 """
@@ -23,8 +25,8 @@ import numpy as np
 
 from ..core.rundir import RunDir, write_json_atomic
 from . import suite_scores
-from .generate import Request, generate_missing
-from .judge import judge_answers, make_judge
+from .generate import generate_missing, request_for, scored_conversation
+from .judge import METRIC_NAMES as JUDGE_METRICS, judge_answers, make_judge, metric_name as judge_metric_name
 from .errors import EvalInputError
 from ..models.loader import ModelRef, load
 from .metrics import BertScore, score_answers
@@ -36,7 +38,8 @@ from .store import GenerationStore
 from .suites import check_suite_data, harness_model, harness_scores, run_harness, suite_items
 
 TEST_SET = "test"
-PAIRED_METRICS = ("rouge1", "rouge2", "rougeL", "bleu", "bertscore_f1", "disclaimer", "judge")
+PAIRED_METRICS = ("rouge1", "rouge2", "rougeL", "bleu", "bertscore_precision", "bertscore_recall", "bertscore_f1",
+                  "disclaimer", *JUDGE_METRICS)
 
 
 def load_test_rows(path: Path, limit: int | None) -> list[dict]:
@@ -76,7 +79,7 @@ class ModelOutputs:
 
 
 def _run_model(ref: ModelRef, rows: list[dict], spec: EvalSpec, store: GenerationStore, eval_dir: Path,
-               system_prompt: str | None, show_progress: bool) -> ModelOutputs:
+               system_prompt: str | None, show_progress: bool, fmt: str = "chat") -> ModelOutputs:
     out = ModelOutputs()
     clock = time.perf_counter()
     model, tokenizer = load(ref)
@@ -85,13 +88,13 @@ def _run_model(ref: ModelRef, rows: list[dict], spec: EvalSpec, store: Generatio
     common = dict(model_label=ref.label, identity=identity, show_progress=show_progress)
     if rows:
         clock = time.perf_counter()
-        requests = [Request(str(row["id"]), row["messages"][:-1]) for row in rows]
+        requests = [request_for(row) for row in rows]
         out.generations = generate_missing(model, tokenizer, requests, store, set_name=TEST_SET,
                                            max_new_tokens=spec.max_new_tokens, batch_size=spec.batch_size, **common)
         out.seconds["generate"] = time.perf_counter() - clock
     if rows and "perplexity" in spec.metrics:
         clock = time.perf_counter()
-        out.losses = answer_losses(model, tokenizer, [row["messages"] for row in rows],
+        out.losses = answer_losses(model, tokenizer, [scored_conversation(row) for row in rows],
                                    batch_tokens=spec.perplexity_batch_tokens, max_tokens=spec.max_test_tokens)
         out.seconds["perplexity"] = time.perf_counter() - clock
     if spec.suites:
@@ -103,7 +106,7 @@ def _run_model(ref: ModelRef, rows: list[dict], spec: EvalSpec, store: Generatio
         clock = time.perf_counter()
         for suite in spec.suites:
             items = suite_items(results, suite)
-            generations = generate_missing(model, tokenizer, suite_scores.generation_requests(items, system_prompt),
+            generations = generate_missing(model, tokenizer, suite_scores.generation_requests(items, system_prompt, fmt, tokenizer),
                                            store, set_name=f"suite:{suite}", max_new_tokens=spec.suite_max_new_tokens,
                                            batch_size=spec.suite_batch_size, **common)
             out.suites[suite] = (items, harness_scores(results, suite), generations)
@@ -141,18 +144,25 @@ def _score_test_set(rows: list[dict], outputs: dict[str, ModelOutputs], spec: Ev
             scores["disclaimer"] = [float(carries_disclaimer(answer, disclaimer_text)) for answer in answers]
             summary["disclaimer"] = mean_ci(scores["disclaimer"], **boot)
         if judge is not None:
-            verdicts = judge_answers(judge, questions, answers, references)
-            scores["judge"] = [v.score for v in verdicts]
-            scores["judge_reason"] = [v.reason for v in verdicts]
-            summary["judge"] = mean_ci([v.score for v in verdicts if v.score is not None], **boot)
-            metrics.setdefault("judge", {})[label] = {
-                "judged": sum(v.score is not None for v in verdicts),
-                "unparsable": sum(v.score is None for v in verdicts), "judge_model": judge.get_model_name()}
+            counts = metrics.setdefault("judge", {}).setdefault(label, {})
+            for criterion in spec.judge.criteria:
+                name = judge_metric_name(criterion)
+                verdicts = judge_answers(judge, questions, answers, references, criterion)
+                scores[name] = [v.score for v in verdicts]
+                scores[f"{name}_reason"] = [v.reason for v in verdicts]
+                summary[name] = mean_ci([v.score for v in verdicts if v.score is not None], **boot)
+                judged = {"judged": sum(v.score is not None for v in verdicts),
+                          "unparsable": sum(v.score is None for v in verdicts)}
+                if criterion == "correctness":  # at the top, where they were before there were criteria
+                    counts.update(judged)
+                else:
+                    counts[criterion] = judged
+            counts["judge_model"] = judge.get_model_name()
         metrics["models"][label] = summary
         for index, row in enumerate(rows):
             record = out.generations[ids[index]]
             per_item[label].append({"set": TEST_SET, "model": label, "id": ids[index], "source": row.get("source"),
-                                    "qtype": row.get("qtype"), "output": record["output"],
+                                    "qtype": row.get("qtype"), "question": questions[index], "output": record["output"],
                                     "stopped_at_eos": record["stopped_at_eos"], "reference": references[index],
                                     **{name: values[index] for name, values in scores.items()}})
     if "disclaimer" in spec.metrics:
@@ -197,7 +207,9 @@ def evaluate_run(run_dir: Path, spec: EvalSpec, *, base: ModelRef, tuned: ModelR
         raise EvalInputError("nothing to evaluate: eval.metrics is empty and no suites are listed")
     store = GenerationStore(run.generations)
 
-    outputs = {ref.label: _run_model(ref, rows, spec, store, eval_dir, system_prompt, show_progress) for ref in refs}
+    # The recipe's data.format: suite questions are prompted as the model trained (a base model has no chat template).
+    fmt = ((run.resolved_recipe().get("data") or {}).get("format") or "chat") if run.resolved.is_file() else "chat"
+    outputs = {ref.label: _run_model(ref, rows, spec, store, eval_dir, system_prompt, show_progress, fmt) for ref in refs}
 
     metrics: dict = {"models": {}, "deltas": {}, "suites": {}, "references": {}, "skipped": {}}
     per_item: dict[str, list[dict]] = {ref.label: [] for ref in refs}

@@ -21,6 +21,23 @@ TRAINING_METRICS = ("train_loss", "eval_loss")
 RESERVED_KEYS = ("name", "sweep")
 
 
+class LrSearch(Strict):
+    values: list[float]
+    """Peak learning rates each point trains with before the comparison, e.g. [1e-4, 2e-4, 4e-4]."""
+    metric: Literal["val_loss"] = "val_loss"
+    """What picks a point's rate: the lowest last validation loss (the data.split.val rows). The held-out test
+    questions never take part: search runs stop after training."""
+
+    @field_validator("values")
+    @classmethod
+    def _rates(cls, values: list[float]) -> list[float]:
+        if not values:
+            raise ValueError("no learning rates to try")
+        if any(v <= 0 for v in values) or len(set(values)) != len(values):
+            raise ValueError(f"learning rates must be positive and distinct, got {values}")
+        return values
+
+
 class SweepSpec(Strict):
     grid: dict[str, list[Any]] = {}
     """Recipe keys (dotted, as for --set) and the values to try; every combination becomes its own run,
@@ -34,6 +51,10 @@ class SweepSpec(Strict):
     mode: Literal["auto", "max", "min"] = "auto"
     """Whether the best point has the highest (max) or lowest (min) metric; auto: min for losses and
     perplexity, max otherwise."""
+    seeds: list[int] = []
+    """Training seeds (training.seed) to repeat every point with, e.g. [1, 2, 3]: each (point, seed) is its own
+    run, `<point>_seed-<n>`; the comparison adds each point's across-seed mean and spread, paired tests between
+    points on the same questions, and names the best point by its across-seed mean."""
 
     @field_validator("grid")
     @classmethod
@@ -51,11 +72,30 @@ class SweepSpec(Strict):
             raise ValueError(f"point name(s) {', '.join(map(repr, bad))} must be letters, digits, '.', '_' or '-' (they name runs)")
         return points
 
+    lr_search: LrSearch | None = None
+    """Give each point a small learning-rate search first: one run per rate (the first seed only, preprocess
+    and train), the rate with the lowest validation loss kept for the point's runs; the comparison names it."""
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds_distinct(cls, seeds: list[int]) -> list[int]:
+        repeated = sorted({s for s in seeds if seeds.count(s) > 1})
+        if repeated:
+            raise ValueError(f"seed(s) {', '.join(map(str, repeated))} listed twice; each seed is one run per point")
+        return seeds
+
     @model_validator(mode="after")
     def _check_keys(self) -> "SweepSpec":
-        if not self.grid and not self.points:
-            raise ValueError("a sweep needs grid or points (or both)")
+        if not self.grid and not self.points and not self.seeds:
+            raise ValueError("a sweep needs grid or points (or both), or seeds to repeat the recipe over")
         keys = [*self.grid, *(k for overrides in self.points.values() for k in overrides)]
+        settings = [*self.grid.items(), *(kv for overrides in self.points.values() for kv in overrides.items())]
+        if self.seeds and any(k == "training.seed" or (k == "training" and isinstance(v, dict) and "seed" in v)
+                              for k, v in settings):
+            raise ValueError("training.seed is set by sweep.seeds; remove it from grid and points")
+        if self.lr_search and any(k == "training.learning_rate" or (k == "training" and isinstance(v, dict) and "learning_rate" in v)
+                                  for k, v in settings):
+            raise ValueError("training.learning_rate is chosen by sweep.lr_search; remove it from grid and points")
         reserved = sorted({k for k in keys if k.split(".")[0] in RESERVED_KEYS})
         if reserved:
             raise ValueError(f"a sweep cannot set {', '.join(reserved)} (a point's run name comes from its label, "
@@ -77,6 +117,10 @@ class Point:
     """Names the point's run: `<recipe name>.<label>`, e.g. `lora` or `learning_rate-1e-4_rank-8`."""
     overrides: dict[str, Any]
     """Dotted recipe key -> value."""
+    group: str | None = None
+    """With sweep.seeds: the label shared by one point's runs over the seeds (the point without its seed)."""
+    seed: int | None = None
+    """With sweep.seeds: this run's training seed."""
 
     def set_args(self) -> list[str]:
         """The point as `--set` arguments; values go as JSON, which YAML reads back unchanged."""
@@ -115,8 +159,31 @@ def expand(sweep: SweepSpec) -> list[Point]:
                 n += 1
                 unique = f"{label}-{n}"
             seen.add(unique)
-            points.append(Point(unique, {**fixed, **dict(zip(keys, combo))}))
+            overrides = {**fixed, **dict(zip(keys, combo))}
+            if not sweep.seeds:
+                points.append(Point(unique, overrides))
+                continue
+            group = unique if name or keys else "recipe"  # seeds alone repeat the recipe as it is
+            points += [Point(f"{group}_seed-{seed}", {**overrides, "training.seed": seed}, group, seed) for seed in sweep.seeds]
     return points
+
+
+def point_key(point: Point) -> str:
+    """The point a run belongs to: its seeds' shared label, else its own."""
+    return point.group or point.label
+
+
+def search_points(sweep: SweepSpec) -> list[Point]:
+    """The learning-rate search's runs: each point, at its first seed, once per rate, labelled `<point>_lr-<rate>`."""
+    firsts: dict[str, Point] = {}
+    for point in expand(sweep):
+        firsts.setdefault(point_key(point), point)
+    return [Point(_sanitize(f"{key}_lr-{_text(rate)}"), {**point.overrides, "training.learning_rate": rate}, key, point.seed)
+            for key, point in firsts.items() for rate in sweep.lr_search.values]
+
+
+def with_rate(point: Point, rate: float) -> Point:
+    return Point(point.label, {**point.overrides, "training.learning_rate": rate}, point.group, point.seed)
 
 
 def point_overrides(recipe_name: str, point: Point, base: list[str]) -> list[str]:

@@ -15,6 +15,7 @@ from ..core.errors import MedtuneError
 from ..core.fmt import markdown_table, number, signed_with_ci, with_ci
 from ..core.plots import pyplot, save
 from ..core.rundir import RunDir
+from . import error_analysis
 
 MODEL_ORDER = ("base", "tuned")
 
@@ -222,6 +223,10 @@ def build_report(run_dir: Path, show: bool = True) -> list[Path]:
         frame.to_csv(out / "answers.csv", index=False)
         frame.to_excel(out / "answers.xlsx", index=False)
         written += [out / "answers.csv", out / "answers.xlsx"]
+    boot = (metrics.get("config") or {}).get("eval") or {}
+    analysis, analysis_files, qtypes = error_analysis.write_section(
+        items, out, samples=boot.get("bootstrap_samples", 1000), seed=boot.get("seed", 0))
+    written += analysis_files
 
     lines = [f"# Report: {run_dir.parent.name} / {run_dir.name}", ""]
     if losses:
@@ -234,6 +239,7 @@ def build_report(run_dir: Path, show: bool = True) -> list[Path]:
         lines += ["## Benchmark suites", "", markdown_table(s_header, s_rows), ""]
     if plots:
         lines += ["## Plots", ""] + [f"![{p.stem}]({p.name})" for p in plots] + [""]
+    lines += analysis
     (out / "report.md").write_text("\n".join(lines))
     written.append(out / "report.md")
 
@@ -245,5 +251,7 @@ def build_report(run_dir: Path, show: bool = True) -> list[Path]:
             console.print(note)
         if s_rows:
             console.print(_rich("Benchmark suites", s_header, s_rows))
+        if len({g["qtype"] for g in qtypes}) > 1:  # the first three scores fit a terminal; by_qtype.csv has them all
+            console.print(_rich("Held-out questions by question type (mean [95% CI])", *error_analysis.qtype_table(qtypes, 3)))
         console.print(f"report: {out / 'report.md'}")
     return written
