@@ -3,7 +3,9 @@
     runs/<recipe-name>/<timestamp>/
       recipe.yaml, recipe.resolved.yaml, manifest.json
       axolotl.yaml, accelerate.yaml, deepspeed.json (with ZeRO)
-      data/ train/ eval/ report/
+      data/ train/ eval/ report/            (data/knowtuning/: what KnowTuning generated, where a recipe asks)
+      axolotl-<stage>.yaml, train-<stage>/     each later training stage of a multi-stage recipe (`stages:`),
+                                               train-<stage>/start/ the merged weights it started from
 
 Every module names these files through `RunDir`, so the layout is written down once. A folder counts as a
 run directory when it holds `recipe.resolved.yaml`: the first file a run writes, and the one every stage reads.
@@ -54,6 +56,12 @@ class RunDir:
     GENERATIONS = "generations.jsonl"
     METRICS = "metrics.json"
     PER_ITEM = "per_item.jsonl"
+    # later training stages (a recipe's `stages:`), relative to the run directory as their configs name them
+    STAGE_CONFIG = "axolotl-{}.yaml"
+    STAGE_TRAIN = "train-{}"
+    STAGE_START = "start"
+    PREFERENCE = "preference-{}.jsonl"
+    KNOWTUNING = "knowtuning"
 
     def __init__(self, path: Path | str):
         self.path = Path(path)
@@ -169,6 +177,25 @@ class RunDir:
     def per_item(self) -> Path:
         return self.eval / self.PER_ITEM
 
+    def stage_config(self, stage: str) -> Path:
+        return self.path / self.STAGE_CONFIG.format(stage)
+
+    def stage_train(self, stage: str) -> Path:
+        """A later stage's Axolotl output_dir."""
+        return self.path / self.STAGE_TRAIN.format(stage)
+
+    def stage_start(self, stage: str) -> Path:
+        """The weights a later stage starts from: the stage before's adapter merged into its base."""
+        return self.stage_train(stage) / self.STAGE_START
+
+    @property
+    def knowtuning(self) -> Path:
+        """data/knowtuning/: every file KnowTuning's augmentation generated (facts, augmented pairs, preferences)."""
+        return self.data / self.KNOWTUNING
+
+    def preference_data(self, stage: str) -> Path:
+        return self.data / self.PREFERENCE.format(stage)
+
     # ------------------------------------------------------------ contents
 
     def resolved_recipe(self) -> dict:
@@ -200,13 +227,27 @@ class RunDir:
                 return history
         return json.loads(self.history.read_text()) if self.history.is_file() else []
 
+    def stage_names(self) -> list[str]:
+        """The names of the later training stages the run's recipe chains after the first (`stages:`)."""
+        return [stage["name"] for stage in self.resolved_recipe().get("stages") or []]
+
+    def final_train(self) -> Path:
+        """The output folder of the run's last training stage: what eval, chat and export use."""
+        stages = self.stage_names()
+        return self.stage_train(stages[-1]) if stages else self.train
+
     def trained_weights(self) -> tuple[Path, str] | None:
-        """(train/, "adapter" | "full") for what training left, or None before it has finished."""
-        if (self.train / "adapter_config.json").is_file():
-            return self.train, "adapter"
-        if (self.train / "config.json").is_file() and (any(self.train.glob("*.safetensors")) or any(self.train.glob("*.bin"))):
-            return self.train, "full"
-        return None
+        """(folder, "adapter" | "full") for what the last training stage left, or None before it has finished."""
+        return weights_in(self.final_train())
+
+
+def weights_in(folder: Path) -> tuple[Path, str] | None:
+    """(folder, "adapter" | "full") for the PEFT adapter or full weights a training stage saved there, else None."""
+    if (folder / "adapter_config.json").is_file():
+        return folder, "adapter"
+    if (folder / "config.json").is_file() and (any(folder.glob("*.safetensors")) or any(folder.glob("*.bin"))):
+        return folder, "full"
+    return None
 
 
 def _for(purpose: str) -> str:

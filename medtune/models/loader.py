@@ -45,7 +45,7 @@ class ModelRef:
 
     def describe(self) -> str:
         if self.full:
-            return f"full weights {self.full}"
+            return f"full weights {self.full}" + (f" + adapter {self.adapter}" if self.adapter else "")
         base = f"{self.base} (4-bit NF4)" if self.quantized_4bit else self.base
         return f"{base} + adapter {self.adapter}" if self.adapter else base
 
@@ -107,13 +107,19 @@ def run_refs(run: RunDir) -> tuple[ModelRef, ModelRef]:
     base = base_ref(model, recipe_dir=recipe_dir)
     trained = run.trained_weights()
     if trained is None:
-        raise MedtuneError(f"{run.train}: neither a PEFT adapter (adapter_config.json) nor model weights (config.json + "
-                           f"*.safetensors); has the train stage finished? (python launch.py --resume {run.path})")
+        raise MedtuneError(f"{run.final_train()}: neither a PEFT adapter (adapter_config.json) nor model weights "
+                           f"(config.json + *.safetensors); has the train stage finished? (python launch.py --resume {run.path})")
     folder, kind = trained
+    stages = run.stage_names()
     if kind == "full":
         return base, replace(base, label="tuned", full=str(folder.resolve()))
     method = (recipe.get("method") or {}).get("name")
-    return base, adapter_ref(base, folder, quantized_4bit=method in FOUR_BIT_METHODS)
+    quantized = method in FOUR_BIT_METHODS
+    if stages:
+        # A later stage's adapter trained on the stage before's weights merged into the base (train-<stage>/start/).
+        start = run.stage_start(stages[-1])
+        return base, adapter_ref(replace(base, full=str(start.resolve())), folder, quantized_4bit=quantized)
+    return base, adapter_ref(base, folder, quantized_4bit=quantized)
 
 
 def tuned_ref(run: RunDir) -> ModelRef:
@@ -194,7 +200,8 @@ def load_tokenizer(ref: ModelRef):
     except OSError as err:
         raise MedtuneError(f"cannot load the tokenizer of {source}: {err}") from None
     template = chat_template(ref.base, tokenizer)
-    if source in (ref.adapter, ref.full) and tokenizer.chat_template != template:
+    # A base model has none (models.chat_template): its plain-text prompts never read the saved tokenizer's.
+    if template is not None and source in (ref.adapter, ref.full) and tokenizer.chat_template != template:
         raise MedtuneError(f"{source}: training saved a tokenizer whose chat template is not the one {ref.base} is "
                            "evaluated with (models/chat_template.py), so its answers would be scored on prompts it "
                            "did not train on; train the run again with this version of medtune and Axolotl")

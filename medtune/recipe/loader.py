@@ -10,8 +10,8 @@ from pydantic import ValidationError
 from ..models import catalog as models
 from ..core.errors import Problem, RecipeError, did_you_mean
 from ..core.schema import validation_problems
-from .methods import METHODS
-from .schema import PACKING_SAFE_ATTENTION, Recipe
+from .methods import METHODS, PREFERENCE_METHODS
+from .schema import PACKING_SAFE_ATTENTION, Recipe, StageSpec
 from .sweep import TRAINING_METRICS, expand, point_overrides
 
 
@@ -93,6 +93,49 @@ def _method_problems(recipe: Recipe) -> list[Problem]:
         Problem(f"method.{opt}", f"not an option of method {method.name}", allowed=tuple(sorted(method.allowed_options())))
         for opt in stray
     ]
+
+
+def _stage_problems(raw: dict, base_dir: Path) -> list[Problem]:
+    """Each later stage's method options, and its preference file read and checked row by row now, so a bad
+    file stops the run before any training (not after stage 1's hours). Read from the raw mapping, stage by
+    stage, so they are reported beside the schema's own errors."""
+    from ..preprocess.errors import PreprocessError
+    from ..preprocess.preference import read_preference_file
+
+    found = []
+    stages = raw.get("stages")
+    for i, item in enumerate(stages if isinstance(stages, list) else []):
+        try:
+            stage = StageSpec.model_validate(item)
+        except ValidationError:
+            continue  # its schema errors are reported with the rest
+        at, method = f"stages[{i}]", stage.method
+        if method.name not in PREFERENCE_METHODS:
+            names = sorted(PREFERENCE_METHODS)
+            found.append(Problem(f"{at}.method.name", "unknown preference method", method.name, tuple(names),
+                                 did_you_mean(method.name, names)))
+        else:
+            found += [Problem(f"{at}.method.{opt}", f"not an option of method {method.name}",
+                              allowed=tuple(sorted(method.allowed_options())))
+                      for opt in sorted(method.options_given() - method.allowed_options())]
+        if method.name == "simpo" and stage.training.warmup_ratio:
+            found.append(Problem(f"{at}.training.warmup_ratio", "Axolotl's SimPO trainer refuses a warm-up ratio (medtune "
+                                 "renders warmup_steps: 0); remove it", stage.training.warmup_ratio))
+        pref = stage.data.preference
+        if pref.path is not None:
+            try:
+                read_preference_file(pref, base_dir, None)
+            except PreprocessError as exc:
+                found.append(Problem(f"{at}.data.preference", str(exc).replace("\n", "\n    ")))
+        elif pref.generated == "knowtuning" and raw.get("knowtuning") is None:
+            found.append(Problem(f"{at}.data.preference.generated", "the recipe has no `knowtuning:` section to "
+                                 "generate pairs; add one, or give path: to your own file", pref.generated))
+    data = raw.get("data") if isinstance(raw.get("data"), dict) else {}
+    data_format = data.get("format", "chat")
+    if data_format != "chat" and (stages or raw.get("knowtuning") is not None):
+        found.append(Problem("data.format", "preference stages and KnowTuning train on chat-template conversations; "
+                             "set data.format: chat", data_format))
+    return found
 
 
 def _combination_problems(recipe: Recipe) -> list[Problem]:
@@ -197,6 +240,7 @@ def load(path: str | Path, overrides: Iterable[str] = (), base_dir: Path | None 
         problems += _model_problems(raw["model"], base_dir)
     problems += _data_problems(raw.get("data"), base_dir)
     problems += _axolotl_override_problems(raw)
+    problems += _stage_problems(raw, base_dir)
     if recipe is not None:
         problems += _method_problems(recipe)
         if not any(p.path.startswith("method.name") for p in problems):
@@ -224,6 +268,9 @@ def _metric_problem(recipe: Recipe) -> Problem | None:
 def _sweep_problems(path: Path, overrides: list[str], recipe: Recipe, base_dir: Path) -> list[Problem]:
     """Every point loaded like `--set` overrides of the file; each failure named by its point."""
     problems = [p for p in [_metric_problem(recipe)] if p]
+    if recipe.sweep.lr_search and recipe.data.split.val == 0:  # the search picks by validation loss: it needs the rows
+        problems.append(Problem("sweep.lr_search", "picks each point's rate by validation loss, but data.split.val is 0",
+                                0, suggestion="hold out validation rows, e.g. data.split.val: 0.1"))
     for point in expand(recipe.sweep):
         try:
             load(path, point_overrides(recipe.name, point, overrides), base_dir)

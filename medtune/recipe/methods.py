@@ -32,3 +32,41 @@ METHODS: dict[str, MethodInfo] = {
 
 # Options every method accepts (NEFTune adds noise to embeddings whatever else trains).
 COMMON_OPTIONS = {"neftune_noise_alpha": None}
+
+
+# ---------------------------------------------------------------- preference methods (later training stages)
+
+
+@dataclass(frozen=True)
+class PreferenceMethodInfo:
+    description: str
+    defaults: dict = field(default_factory=dict)
+    """Options this method accepts, with the value used when the stage leaves them out."""
+    reference: bool = True
+    """Whether the loss compares against a frozen reference model (DPO, KTO); ORPO and SimPO need none."""
+    paired: bool = True
+    """Whether it trains on (chosen, rejected) pairs; KTO trains on single answers labelled good or bad."""
+
+
+PREFERENCE_METHODS: dict[str, PreferenceMethodInfo] = {
+    "dpo": PreferenceMethodInfo(
+        "DPO: raise the likelihood of chosen over rejected answers relative to the reference model; "
+        "sft_weight adds the chosen answers' language-model loss (as KnowTuning trains).",
+        {"beta": 0.1, "sft_weight": 0.0},
+    ),
+    "orpo": PreferenceMethodInfo(
+        "ORPO: SFT on chosen answers plus an odds-ratio penalty on rejected ones; no reference model. "
+        "beta weighs the odds-ratio term (Axolotl's orpo_alpha, the paper's lambda).",
+        {"beta": 0.1}, reference=False,
+    ),
+    "kto": PreferenceMethodInfo(
+        "KTO: single answers labelled desirable (each chosen) or undesirable (each rejected) against the "
+        "reference model; pairs are split into such rows.",
+        {"beta": 0.1, "desirable_weight": 1.0, "undesirable_weight": 1.0}, paired=False,
+    ),
+    "simpo": PreferenceMethodInfo(
+        "SimPO: length-normalized likelihood margin between chosen and rejected, no reference model; "
+        "gamma is the target margin, sft_weight adds the chosen answers' loss (TRL's cpo_alpha).",
+        {"beta": 2.0, "gamma": 0.5, "sft_weight": 0.0}, reference=False,
+    ),
+}

@@ -5,12 +5,14 @@ generated from these docstrings. Loading and checking a recipe lives in medtune/
 """
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
+from ..augment.spec import KnowTuningSpec
 from ..evaluate.spec import EvalSpec
-from .methods import COMMON_OPTIONS, METHODS
+from .methods import COMMON_OPTIONS, METHODS, PREFERENCE_METHODS
+from ..preprocess.preference import PreferenceDataSpec
 from ..preprocess.spec import DataSpec
 from ..core.schema import Strict
 from .sweep import SweepSpec
@@ -21,7 +23,32 @@ Attention = Literal["auto", "flash_attention_2", "sdpa", "eager", "flex_attentio
 PACKING_SAFE_ATTENTION = {"flash_attention_2", "sdpa", "eager", "flex_attention"}
 
 
-class MethodSpec(Strict):
+class _MethodOptions(Strict):
+    """A method name plus its options: defaults filled from the method's registry entry, and which given options
+    the method has no use for (the loader reports those)."""
+
+    name: str
+    _registry: ClassVar[dict] = {}
+    _common_options: ClassVar[tuple[str, ...]] = ()
+
+    @model_validator(mode="after")
+    def _fill_method_defaults(self):
+        info = self._registry.get(self.name)
+        if info is not None:
+            for option, default in info.defaults.items():
+                if getattr(self, option) is None and option not in self.model_fields_set:
+                    object.__setattr__(self, option, default)
+        return self
+
+    def options_given(self) -> set[str]:
+        return {name for name in self.model_fields_set - {"name"} if getattr(self, name) is not None}
+
+    def allowed_options(self) -> set[str]:
+        info = self._registry.get(self.name)
+        return set(info.defaults if info else ()) | set(self._common_options)
+
+
+class MethodSpec(_MethodOptions):
     name: str = "lora"
     """How the model trains: full, lora, qlora or galore (see medtune/recipe/methods.py)."""
     rank: int | None = Field(default=None, gt=0)
@@ -41,21 +68,8 @@ class MethodSpec(Strict):
     neftune_noise_alpha: float | None = Field(default=None, gt=0)
     """NEFTune: add uniform noise of this scale to embeddings while training (any method); 5 is typical."""
 
-    @model_validator(mode="after")
-    def _fill_method_defaults(self) -> "MethodSpec":
-        info = METHODS.get(self.name)
-        if info is not None:
-            for option, default in info.defaults.items():
-                if getattr(self, option) is None and option not in self.model_fields_set:
-                    object.__setattr__(self, option, default)
-        return self
-
-    def options_given(self) -> set[str]:
-        return self.model_fields_set - {"name"}
-
-    def allowed_options(self) -> set[str]:
-        info = METHODS.get(self.name)
-        return set(info.defaults if info else ()) | set(COMMON_OPTIONS)
+    _registry: ClassVar[dict] = METHODS
+    _common_options: ClassVar[tuple[str, ...]] = tuple(COMMON_OPTIONS)
 
 
 class TrainingSpec(Strict):
@@ -108,6 +122,69 @@ class TrainingSpec(Strict):
     """Experiment tracker; W&B only when asked (it sends data off the machine)."""
 
 
+class PreferenceMethodSpec(_MethodOptions):
+    name: str = "dpo"
+    """How a later stage trains: dpo, orpo, kto or simpo (see medtune/recipe/methods.py)."""
+    beta: float | None = Field(default=None, gt=0)
+    """DPO/KTO: how far the model may move from the reference (lower: further); SimPO: reward scale;
+    ORPO: weight of the odds-ratio term (Axolotl's orpo_alpha)."""
+    sft_weight: float | None = Field(default=None, ge=0)
+    """DPO/SimPO: weight of an added SFT (language-model) loss on the chosen answers; KnowTuning uses 0.2."""
+    gamma: float | None = Field(default=None, ge=0)
+    """SimPO: target reward margin between chosen and rejected."""
+    desirable_weight: float | None = Field(default=None, gt=0)
+    """KTO: weight of the desirable (chosen) answers' loss."""
+    undesirable_weight: float | None = Field(default=None, gt=0)
+    """KTO: weight of the undesirable (rejected) answers' loss."""
+
+    _registry: ClassVar[dict] = PREFERENCE_METHODS
+
+
+class StageTrainingSpec(Strict):
+    """A later stage's optimization settings; a key left out takes the recipe's `training:` value."""
+
+    epochs: float | None = Field(default=None, gt=0)
+    """Passes over the stage's preference pairs (setting it or max_steps replaces both of the recipe's)."""
+    max_steps: int | None = Field(default=None, gt=0)
+    """Stop the stage after this many optimizer steps; overrides epochs."""
+    learning_rate: float | None = Field(default=None, gt=0)
+    """Peak learning rate of the stage; preference stages want ~10x below SFT (KnowTuning: 1e-5)."""
+    lr_scheduler: Literal["cosine", "linear", "constant", "constant_with_warmup"] | None = None
+    """Learning-rate schedule after warm-up."""
+    warmup_ratio: float | None = Field(default=None, ge=0, lt=1)
+    """Share of the stage's steps spent warming up."""
+    weight_decay: float | None = Field(default=None, ge=0)
+    """Decoupled weight decay (AdamW)."""
+    micro_batch_size: int | None = Field(default=None, gt=0)
+    """Pairs per device per forward pass (each pair is two sequences: chosen and rejected)."""
+    gradient_accumulation_steps: int | None = Field(default=None, gt=0)
+    """Micro-batches per optimizer step."""
+    sequence_len: int | None = Field(default=None, ge=32)
+    """Longest prompt + answer in tokens; longer pairs are dropped by Axolotl."""
+    gradient_checkpointing: bool | None = None
+    """Recompute activations in the backward pass: less memory, ~30% slower."""
+    seed: int | None = None
+    """Seed of the stage's data order and new adapter weights."""
+    save_steps: int | None = Field(default=None, gt=0)
+    """Checkpoint every N steps; default: once per epoch."""
+
+
+class StageDataSpec(Strict):
+    preference: PreferenceDataSpec
+    """The pairs the stage trains on: your file, or the KnowTuning augmentation's."""
+
+
+class StageSpec(Strict):
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    """The stage's name: its config is axolotl-<name>.yaml and its output train-<name>/ in the run directory."""
+    method: PreferenceMethodSpec
+    """The preference method and its options."""
+    data: StageDataSpec
+    """What the stage trains on."""
+    training: StageTrainingSpec = StageTrainingSpec()
+    """Settings that differ from the recipe's `training:` (every other one is the same)."""
+
+
 class LaunchSpec(Strict):
     device: Literal["cuda", "cpu"] = "cuda"
     """Where training runs; CPU recipes exist for testing and demos."""
@@ -146,12 +223,35 @@ class Recipe(Strict):
     """Hardware and distribution."""
     eval: EvalSpec = EvalSpec()
     """What to measure on base and tuned models."""
+    knowtuning: KnowTuningSpec | None = None
+    """KnowTuning's data augmentation (Lyu et al., 2024): the first stage trains on the training rows plus
+    question-answer pairs for each answer's hardest facts, and a later stage with `data: {preference: {generated:
+    knowtuning}}` on worse answers made by deleting, revising and shuffling facts. Every generated file is written
+    to data/knowtuning/ (see the README's "KnowTuning")."""
+    stages: list[StageSpec] = []
+    """Training stages after the first (`method:`), run in order in the same run directory, each starting from
+    the one before's weights (an adapter is merged into its base and a fresh one of the same shape trains on
+    top); eval scores the last (see the README's "Multi-stage recipes")."""
     sweep: SweepSpec | None = None
     """Run the recipe once per point (a grid of overrides and/or named points), each as its own run, then
     compare them and name the best (see the README's "Compare, sweep, chat")."""
     axolotl: dict[str, Any] = {}
     """Raw Axolotl config keys for anything the schema does not model; checked against Axolotl's own
     schema and applied last, over the rendered config."""
+
+    @model_validator(mode="after")
+    def _format_fits_model(self) -> "Recipe":
+        """data.format against the model and eval: a base model has no chat turns, documents no test questions."""
+        from ..models.catalog import lookup
+
+        facts = lookup(self.model)
+        if self.data.format == "chat" and facts is not None and not facts.has_chat_template:
+            raise ValueError(f"model {self.model} is a base model without a chat template: set data.format to "
+                             "instruction or completion (plain-text prompts), or text (continued pretraining)")
+        if self.data.format == "text" and self.eval.metrics:
+            raise ValueError("data.format text holds out no test questions: set eval.metrics: [] (measure the model "
+                             "with eval.suites, or fine-tune it on questions in a recipe that names it as its model)")
+        return self
 
     @model_validator(mode="after")
     def _resolve_auto(self) -> "Recipe":
@@ -173,6 +273,25 @@ class Recipe(Strict):
             else:
                 t.optimizer = "adamw_torch_fused" if cuda else "adamw_torch"
         return self
+
+    @model_validator(mode="after")
+    def _unique_stage_names(self) -> "Recipe":
+        names = [stage.name for stage in self.stages]
+        if len(set(names)) != len(names):
+            raise ValueError(f"stages: two stages share a name ({', '.join(names)}); give each its own")
+        return self
+
+    def stage_training(self, stage: StageSpec) -> TrainingSpec:
+        """A stage's whole training settings: the recipe's, with the stage's own on top.
+
+        Setting epochs or max_steps in a stage sets both (the recipe's max_steps must not cut the stage short).
+        No packing: Axolotl's preference trainers take one pair per row.
+        """
+        given = stage.training.model_dump(exclude_none=True)
+        if "epochs" in given or "max_steps" in given:
+            given.setdefault("max_steps", None)
+        merged = {**self.training.model_dump(), **given, "sample_packing": False}
+        return TrainingSpec.model_validate(merged)
 
     # What the resolved settings mean for training; the templates and the memory planner both read these.
 

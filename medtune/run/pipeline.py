@@ -23,7 +23,7 @@ from ..core.hashing import fingerprint_files, sha256_file, sha256_text
 from ..core.rundir import RunDir
 from ..launch import preflight
 from ..launch.plan import estimate_memory
-from ..launch.render import Rendered, render
+from ..launch.render import Rendered, RenderedStage, render
 from ..launch.train import Interrupted, run_training, train_command
 from ..models import catalog as models
 from ..recipe.schema import Recipe
@@ -85,16 +85,71 @@ def _preprocess(ctx: StageContext) -> dict:
         raise MedtuneError(f"preprocess left no validation rows (data.split.val is {recipe.data.split.val:g}; "
                            f"held-out rows longer than training.sequence_len: {manifest['too_long_by_split'].get('val', 0)}): "
                            "raise data.split.val, or set it to 0 to train without a validation pass")
-    return {"counts": counts}
+    knowtuning = _knowtuning(ctx, model_path)
+    preference = _preference_data(ctx, model_path, knowtuning)
+    return {"counts": counts, **({"knowtuning": knowtuning.counts} if knowtuning else {}),
+            **({"preference_rows": preference} if preference else {})}
+
+
+def _knowtuning(ctx: StageContext, model_path: str):
+    """KnowTuning's augmentation (medtune/augment): data/train.jsonl becomes the original rows plus the hardest
+    facts' question-answer pairs, what the first stage trains on; every generated file goes to data/knowtuning/."""
+    spec = ctx.recipe.knowtuning
+    if spec is None:
+        return None
+    from ..augment.knowtuning import build_knowtuning_data
+
+    train = ctx.run.split("train")
+    rows = [json.loads(line) for line in train.read_text(encoding="utf-8").splitlines() if line.strip()]
+    built = build_knowtuning_data(rows, spec, model_path=model_path, out_dir=ctx.run.knowtuning,
+                                  system_prompt=ctx.recipe.data.system_prompt)
+    train.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in built.sft_rows), encoding="utf-8")
+    pairs = built.counts.get("pairs", {})
+    console.print(f"  knowtuning: {len(rows)} rows + {len(built.sft_rows) - len(rows)} hardest-fact pairs to train on, "
+                  f"{len(built.preference_rows)} preference pairs ({', '.join(f'{k} {v}' for k, v in pairs.items())}); "
+                  f"files in {ctx.run.knowtuning.relative_to(ctx.run.path)}/")
+    return built
+
+
+def _preference_data(ctx: StageContext, model_path: str, knowtuning) -> dict[str, int]:
+    """data/preference-<stage>.jsonl for each later stage: from its file (checked row by row at load already), or
+    the pairs KnowTuning generated (checked by the same rules here)."""
+    from ..preprocess.preference import check_canonical, read_preference_file, write_stage_data
+
+    recipe, written = ctx.recipe, {}
+    for stage in recipe.stages:
+        pref = stage.data.preference
+        if pref.generated == "knowtuning":
+            rows = knowtuning.preference_rows
+            check_canonical(rows, str(ctx.run.knowtuning.relative_to(ctx.run.path)))
+            rows, origin = rows[: pref.limit] if pref.limit else rows, "KnowTuning"
+        else:
+            rows, origin = read_preference_file(pref, ctx.recipe_dir, recipe.data.system_prompt), pref.path
+        written[stage.name] = write_stage_data(ctx.run.preference_data(stage.name), rows, stage.method.name, model_path)
+        console.print(f"  {stage.name}: {written[stage.name]} {stage.method.name} rows from {origin}")
+    return written
 
 
 def _preprocess_inputs(ctx: StageContext) -> str:
     recipe = ctx.recipe
-    return sha256_text(json.dumps([recipe.data.model_dump(mode="json"), recipe.model, recipe.training.sequence_len]))
+    parts = [recipe.data.model_dump(mode="json"), recipe.model, recipe.training.sequence_len]
+    if recipe.stages or recipe.knowtuning:  # a single-stage run's hash stays what it was
+        parts.append([[stage.method.name, stage.data.model_dump(mode="json"), _preference_file_hash(ctx, stage)]
+                      for stage in recipe.stages])
+        parts.append(recipe.knowtuning.model_dump(mode="json") if recipe.knowtuning else None)
+    return sha256_text(json.dumps(parts))
+
+
+def _preference_file_hash(ctx: StageContext, stage) -> str | None:
+    from ..preprocess.registry import resolve_path
+
+    pref = stage.data.preference
+    return sha256_file(resolve_path(pref.path, ctx.recipe_dir)) if pref.path else None
 
 
 def _train(ctx: StageContext) -> dict:
-    result = run_training(ctx.run.path, ctx.recipe, ctx.rendered.num_processes, module=ctx.train_module)
+    result = run_training(ctx.run.path, ctx.recipe, ctx.rendered.num_processes, module=ctx.train_module,
+                          label="train" if not ctx.rendered.stages else "train (stage 1)")
     history = ctx.run.training_history() or result.history
     losses = [h["loss"] for h in history if "loss" in h]
     ctx.run.history.write_text(json.dumps(result.history or history, indent=1))
@@ -102,12 +157,54 @@ def _train(ctx: StageContext) -> dict:
             "last_loss": losses[-1] if losses else None}
 
 
+def _first_stage_files(ctx: StageContext) -> dict[str, str]:
+    later = {stage.config_file for stage in ctx.rendered.stages}
+    return {name: text for name, text in ctx.rendered.files.items() if name not in later}
+
+
 def _train_inputs(ctx: StageContext) -> str:
-    return sha256_text(json.dumps([ctx.rendered.files, _dir_hash(ctx.run.data, "*.jsonl")]))
+    data = [p for p in sorted(ctx.run.data.glob("*.jsonl")) if not p.name.startswith("preference-")]
+    return sha256_text(json.dumps([_first_stage_files(ctx), fingerprint_files(data, ctx.run.data)]))
 
 
 def _train_command(ctx: StageContext) -> list[str]:
     return train_command(ctx.recipe, ctx.rendered.num_processes, ctx.train_module)
+
+
+def _later_stage(index: int, name: str) -> Stage:
+    """The pipeline stage `train:<name>` that trains the recipe's stages[index] (see launch/stages.py)."""
+
+    def rendered(ctx: StageContext) -> RenderedStage:
+        return ctx.rendered.stages[index]
+
+    def inputs(ctx: StageContext) -> str:
+        stage = rendered(ctx)
+        files = {name: ctx.rendered.files[name] for name in (stage.config_file, RunDir.ACCELERATE, RunDir.DEEPSPEED)
+                 if name in ctx.rendered.files}
+        previous = ctx.run.path / stage.previous_output
+        return sha256_text(json.dumps([files, _dir_hash(ctx.run.data, RunDir.PREFERENCE.format(stage.name)),
+                                       _dir_hash(previous, "*.safetensors"), _dir_hash(previous, "adapter_config.json")]))
+
+    def run(ctx: StageContext) -> dict:
+        from ..launch.stages import drop_base_copy, prepare_start
+
+        stage = rendered(ctx)
+        start = prepare_start(ctx.run, ctx.recipe, stage, ctx.recipe_dir)
+        output = ctx.run.stage_train(stage.name)
+        result = run_training(ctx.run.path, ctx.recipe, ctx.rendered.num_processes, module=ctx.train_module,
+                              config=stage.config_file, output_dir=output, label=f"train {stage.name}")
+        losses = [h["loss"] for h in result.history if "loss" in h]
+        (output / RunDir.HISTORY).write_text(json.dumps(result.history, indent=1))
+        dropped = drop_base_copy(output) if stage.merge else []
+        return {"method": stage.method, "config": stage.config_file, "output": stage.output_dir, **start,
+                **({"dropped_base_copy": dropped} if dropped else {}),
+                "steps_logged": len(losses), "first_loss": losses[0] if losses else None,
+                "last_loss": losses[-1] if losses else None}
+
+    def command(ctx: StageContext) -> list[str]:
+        return train_command(ctx.recipe, ctx.rendered.num_processes, ctx.train_module, rendered(ctx).config_file)
+
+    return Stage(f"train:{name}", inputs, run, command=command)
 
 
 def _eval(ctx: StageContext) -> dict:
@@ -123,7 +220,7 @@ def _eval(ctx: StageContext) -> dict:
 
 def _eval_inputs(ctx: StageContext) -> str:
     return sha256_text(json.dumps([ctx.recipe.eval.model_dump(mode="json"), _dir_hash(ctx.run.data, "test.jsonl"),
-                                   _dir_hash(ctx.run.train, "*.safetensors")]))
+                                   _dir_hash(ctx.run.final_train(), "*.safetensors")]))
 
 
 def _report(ctx: StageContext) -> dict:
@@ -151,6 +248,22 @@ STAGES: tuple[Stage, ...] = (
 STAGE_NAMES = tuple(stage.name for stage in STAGES)
 
 
+def pipeline_stages(recipe: Recipe) -> list[Stage]:
+    """The recipe's stages in order: a multi-stage recipe trains each of its `stages:` after `train`, as
+    `train:<name>`, each recorded in the manifest on its own (resume skips those already done)."""
+    stages = []
+    for stage in STAGES:
+        stages.append(stage)
+        if stage.name == "train":
+            stages += [_later_stage(i, spec.name) for i, spec in enumerate(recipe.stages)]
+    return stages
+
+
+def _selects(stage: str, selected: list[str]) -> bool:
+    """`--stages train` selects every training stage."""
+    return stage.split(":", 1)[0] in selected
+
+
 def selected_stages(options: RunOptions) -> list[str]:
     """The stages to run, in pipeline order; an unknown name is an error naming the known ones."""
     wanted = options.stages if options.stages is not None else STAGE_NAMES
@@ -174,17 +287,32 @@ def print_plan(recipe: Recipe, rendered: Rendered, stages: list[str], train_modu
     table.add_row("training", f"{t.max_steps} steps" if t.max_steps else f"{t.epochs:g} epochs")
     table.add_row("device", f"{recipe.launch.device} x {rendered.num_processes} process(es), deepspeed {recipe.launch.deepspeed}")
     table.add_row("settings", f"{t.precision}, attention {t.attention}, packing {t.sample_packing}, liger {t.liger}")
-    table.add_row("stages", " -> ".join(stages))
+    names = [n for n in (stage.name for stage in pipeline_stages(recipe)) if _selects(n, stages)]
+    table.add_row("stages", " -> ".join(names))
     table.add_row("train command", "(in the run directory) " + shlex.join(train_command(recipe, rendered.num_processes, train_module)))
+    if recipe.knowtuning is not None:
+        kt = recipe.knowtuning
+        generator = kt.generator if isinstance(kt.generator, str) else f"{kt.generator.kind} {kt.generator.model}"
+        table.add_row("knowtuning", f"generator {generator}; the hardest {kt.hard_share:g} of up to {kt.max_facts} facts per "
+                      f"answer become extra pairs for stage 1; negatives {', '.join(kt.negatives)}; files in data/knowtuning/")
+    for spec, stage in zip(recipe.stages, rendered.stages):
+        st = recipe.stage_training(spec)
+        options = ", ".join(f"{k} {v:g}" for k, v in spec.method.model_dump().items() if k != "name" and v is not None)
+        start = f"{stage.previous_output}/ merged into its base" if stage.merge else f"{stage.previous_output}/"
+        table.add_row(f"stage {spec.name}",
+                      f"{spec.method.name} ({options}) on {stage.data_file}, from {start}; "
+                      f"{f'{st.max_steps} steps' if st.max_steps else f'{st.epochs:g} epochs'}, lr {st.learning_rate:g}; "
+                      f"{stage.config_file} -> {stage.output_dir}/")
     table.add_row("files", ", ".join(rendered.files))
     if facts is not None:
-        est = estimate_memory(recipe, facts)
-        table.add_row(
-            "memory / device",
-            f"~{est.total_gib:.1f} GiB (weights {est.weights_gib:.1f}, grads {est.gradients_gib:.1f}, "
-            f"optimizer {est.optimizer_gib:.1f}, activations {est.activations_gib:.1f}, overhead {est.overhead_gib:.1f}); "
-            f"{est.trainable_params / 1e6:.1f} M trainable parameters",
-        )
+        for spec in [None, *recipe.stages]:
+            est = estimate_memory(recipe, facts, spec)
+            table.add_row(
+                "memory / device" + (f" ({spec.name})" if spec else " (train)" if recipe.stages else ""),
+                f"~{est.total_gib:.1f} GiB (weights {est.weights_gib:.1f}, grads {est.gradients_gib:.1f}, "
+                f"optimizer {est.optimizer_gib:.1f}, activations {est.activations_gib:.1f}, overhead {est.overhead_gib:.1f}); "
+                f"{est.trainable_params / 1e6:.1f} M trainable parameters",
+            )
     else:
         table.add_row("memory / device", "unknown for a model outside the catalog")
     console.print(table)
@@ -245,8 +373,8 @@ def run_one(options: RunOptions, recipe: Recipe, recipe_path: Path, overrides: l
 
     ctx = StageContext(run, recipe, rendered, recipe_dir, train_module)
     try:
-        for stage in STAGES:
-            if stage.name not in selected:
+        for stage in pipeline_stages(recipe):
+            if not _selects(stage.name, selected):
                 continue
             input_hash = stage.inputs(ctx)
             if manifest.stage_done(stage.name, input_hash):

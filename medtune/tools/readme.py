@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..core.fmt import markdown_table
 from ..core.paths import RECIPES_DIR, REPO_ROOT
-from ..launch.plan import estimate_memory
+from ..launch.plan import largest_estimate
 from ..models import catalog as models
 from ..recipe.keys_doc import markdown_table as keys_table
 from ..recipe.loader import load
@@ -22,7 +22,7 @@ def recipes_table() -> str:
         hardware = launch.device + (f" x{launch.gpus}" if launch.gpus > 1 else "")
         hardware += f", {launch.deepspeed}" if launch.deepspeed != "none" else ""
         facts = models.lookup(recipe.model)
-        memory = f"{estimate_memory(recipe, facts).total_gib:.1f} GiB" if facts else "?"
+        memory = f"{largest_estimate(recipe, facts)[1].total_gib:.1f} GiB" if facts else "?"  # its largest training stage
         rel = path.relative_to(REPO_ROOT)
         rows.append([f"`{rel}`", recipe.model, recipe.method.name, hardware, memory, about])
     return markdown_table(["recipe", "model", "method", "hardware", "est. memory / device", "what it is"], rows)
