@@ -42,8 +42,9 @@ $(VENV)/.installed-gpu: $(VENV)/.installed requirements-gpu.txt constraints.txt
 demo: setup
 	$(PY) launch.py recipes/smollm2-135m-lora.yaml
 
+# --durations: the slowest tests' times in every log (CI's included), so a slow newcomer is seen the day it lands.
 test: setup
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=15
 
 # Items 1-4 of the performance section; each prints a table and writes bench/results/*.json.
 bench: setup

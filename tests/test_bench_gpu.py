@@ -15,6 +15,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow  # trains three stand-ins with a 128,256-row LM head: the fast set's longest test
 def test_gpu_benchmark_runs_all_three_methods_and_agrees_with_the_plan(tmp_path):
     out = tmp_path / "gpu.json"
     proc = subprocess.run([sys.executable, "bench/bench_gpu.py", "--tiny", "--steps", "1", "--warmup", "1", "--out", str(out)],
@@ -37,15 +38,20 @@ def test_gpu_benchmark_runs_all_three_methods_and_agrees_with_the_plan(tmp_path)
 @pytest.mark.slow
 def test_gpu_acceptance_tiny_trains_every_method_through_axolotl_and_scores_qlora_in_4_bits(tmp_path):
     """bench/gpu_acceptance.py --tiny: the same stages as on a GPU (launch.py preprocess + train per shipped
-    llama1b recipe, then `launch.py eval` of the QLoRA run), on CPU with a 2-layer stand-in. ~2 min of CPU."""
+    llama1b recipe, then `launch.py eval` of the QLoRA run), on CPU with a 2-layer stand-in.
+
+    QLoRA and full fine-tuning, the two ends of the script (4-bit base with an adapter, then its eval; all weights
+    trained): each method is a whole Axolotl launch (about a minute here). The LoRA recipe runs the same per-method
+    code as QLoRA without the 4 bits; its PEFT parameter count is checked by the test above, and LoRA training
+    through Axolotl by tests/test_train.py."""
     out, work, logs = tmp_path / "acceptance.json", tmp_path / "work", tmp_path / "logs"
-    proc = subprocess.run([sys.executable, "bench/gpu_acceptance.py", "--tiny", "--steps", "10", "--out", str(out),
-                           "--work", str(work), "--logs", str(logs)],
+    proc = subprocess.run([sys.executable, "bench/gpu_acceptance.py", "--tiny", "--steps", "10", "--methods", "qlora,full",
+                           "--out", str(out), "--work", str(work), "--logs", str(logs)],
                           cwd=REPO, capture_output=True, text=True, timeout=1200)
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
     result = json.loads(out.read_text())
     rows = {row["method"]: row for row in result["methods"]}
-    assert list(rows) == ["qlora", "lora", "full"] and result["skipped_methods"] == []
+    assert list(rows) == ["qlora", "full"] and result["skipped_methods"] == []
     for method, row in rows.items():
         assert row["exit_code"] == 0 and row["steps_logged"] == 10 and len(row["losses"]) == 10, method
         assert row["loss_fell"] and row["loss_last"] <= row["loss_first"] - 0.05, (method, row["losses"])
@@ -60,14 +66,13 @@ def test_gpu_acceptance_tiny_trains_every_method_through_axolotl_and_scores_qlor
         assert (logs / f"{method}.log").is_file()
     axolotl = yaml.safe_load((Path(rows["qlora"]["run_dir"]) / "axolotl.yaml").read_text())
     assert axolotl["adapter"] == "qlora" and axolotl["load_in_4bit"] is True
-    assert rows["qlora"]["trainable_params"] == 2 * rows["lora"]["trainable_params"]  # the recipes' ranks: 32 vs 16
     assert rows["full"]["trainable_params"] == result["params"]
     evaluation = result["qlora_eval"]
     assert evaluation["exit_code"] == 0 and evaluation["n_test_items"] == 8
     tuned, base = evaluation["models"]["tuned"], evaluation["models"]["base"]
     assert tuned["quantized_4bit"] is True and tuned["adapter"] and base["quantized_4bit"] is False
     assert tuned["loss"] < base["loss"]  # the 4-bit model + adapter that eval loaded is the one that trained
-    assert result["passed"] and all(result["checks"].values()) and len(result["checks"]) == 3 * 3 + 3
+    assert result["passed"] and all(result["checks"].values()) and len(result["checks"]) == 2 * 3 + 3
 
 
 @pytest.mark.slow

@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from cdp import Browser, chromium_path
+from medtune.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
 SYSTEM_PROMPT = "You are a careful medical assistant. Answer clearly and briefly."
@@ -72,10 +73,12 @@ def test_cli_chat_answers_piped_questions(lora_run: Path, expected_answer: str):
     assert "not medical advice" in proc.stderr
 
 
-def test_chat_refuses_a_folder_that_is_not_a_run(tmp_path: Path):
-    proc = subprocess.run([sys.executable, "launch.py", "chat", str(tmp_path), "--cli"], cwd=REPO, capture_output=True,
-                          text=True, timeout=300)
-    assert proc.returncode == 2 and "not a run directory" in proc.stderr and "Traceback" not in proc.stderr
+# The refusals call launch.py's own `main` in this process (no second interpreter to start and import into);
+# the piped chat above and the export below run the real command line.
+def test_chat_refuses_a_folder_that_is_not_a_run(tmp_path: Path, capsys):
+    assert main(["chat", str(tmp_path), "--cli"]) == 2
+    err = capsys.readouterr().err
+    assert "not a run directory" in err and "Traceback" not in err
 
 
 def _free_port() -> int:
@@ -165,7 +168,7 @@ def test_export_merges_the_adapter_with_the_right_eos(lora_run: Path, smollm2_di
     assert (a - plain).abs().max() > 1e-3  # the adapter is in the weights, not lost in the merge
 
 
-def test_export_refuses_a_tokenizer_with_the_wrong_eos(lora_run: Path, smollm2_dir: Path, tmp_path: Path):
+def test_export_refuses_a_tokenizer_with_the_wrong_eos(lora_run: Path, smollm2_dir: Path, tmp_path: Path, capsys):
     import shutil
 
     from transformers import AutoTokenizer
@@ -175,8 +178,8 @@ def test_export_refuses_a_tokenizer_with_the_wrong_eos(lora_run: Path, smollm2_d
     tokenizer = AutoTokenizer.from_pretrained(smollm2_dir)
     tokenizer.eos_token = "<|im_start|>"  # what the GGUF's own metadata says: generation would never stop
     tokenizer.save_pretrained(run_dir / "train")
-    proc = subprocess.run([sys.executable, "launch.py", "export", str(run_dir)], cwd=REPO, capture_output=True, text=True,
-                          timeout=600)
-    assert proc.returncode == 2, proc.stderr[-2000:]
-    assert "<|im_end|>" in proc.stderr and "Traceback" not in proc.stderr
+    capsys.readouterr()
+    assert main(["export", str(run_dir)]) == 2
+    err = capsys.readouterr().err
+    assert "<|im_end|>" in err and "Traceback" not in err
     assert not (run_dir / "export").exists()

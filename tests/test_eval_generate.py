@@ -32,6 +32,14 @@ def smollm2(smollm2_dir):
     return load(ModelRef("base", str(smollm2_dir)))
 
 
+@pytest.fixture(scope="module")
+def tokenizer(smollm2_dir):
+    """The tokenizer alone, for the tests that run no model (the fast set loads no weights)."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(smollm2_dir)
+
+
 def _conversations():
     system = {"role": "system", "content": "You are a careful medical assistant."}
     yield [system, {"role": "user", "content": "What is gout?"}, {"role": "assistant", "content": "A form of arthritis."}]
@@ -40,8 +48,7 @@ def _conversations():
            {"role": "user", "content": "What is a fever?"}, {"role": "assistant", "content": "A raised body temperature."}]
 
 
-def test_inference_prompt_tokens_are_a_prefix_of_the_training_rendering(smollm2):
-    _, tokenizer = smollm2
+def test_inference_prompt_tokens_are_a_prefix_of_the_training_rendering(tokenizer):
     stops = [tokenizer.eos_token_id]
     for messages in _conversations():
         prompt = gen.prompt_ids(tokenizer, messages[:-1])
@@ -54,6 +61,7 @@ def test_inference_prompt_tokens_are_a_prefix_of_the_training_rendering(smollm2)
         assert tokenizer.decode(tokens[start:-1]) == messages[-1]["content"]
 
 
+@pytest.mark.slow
 def test_batched_left_padded_generation_equals_one_question_at_a_time(smollm2):
     model, tokenizer = smollm2
     prompts = [gen.prompt_ids(tokenizer, [{"role": "user", "content": q}]) for q in QUESTIONS[:4]]
@@ -65,6 +73,7 @@ def test_batched_left_padded_generation_equals_one_question_at_a_time(smollm2):
         assert tokenizer.eos_token_id not in ids and (stopped or len(ids) == 10)
 
 
+@pytest.mark.slow
 def test_cpu_grouped_query_attention_gives_stock_sdpa_answers(smollm2):
     """The attention that skips sdpa's KV-cache copy (models.attention) is the one eval loads, and changes nothing."""
     import torch

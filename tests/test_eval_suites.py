@@ -21,7 +21,7 @@ from medtune.evaluate.suite_sample import describe, stratified_sample
 from medtune.models.loader import ModelRef, load
 
 HARNESS_TASKS = Path(lm_eval.__file__).parent / "tasks"
-LIMIT = 4  # per suite (per subject for MMLU); both runs score every prompt token: 8 costs ~140 s on 2 cores
+LIMIT = 2  # per suite (per subject for MMLU); both runs score every prompt token: 8 costs ~140 s on 2 cores, 2 a quarter
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -12,7 +12,6 @@ from safetensors import safe_open
 
 from medtune.core.paths import DATA_DIR
 
-REPO = Path(__file__).resolve().parents[1]
 PLUGIN = "medtune.launch.mixed_precision.Fp32MasterWeights"  # the name the templates render
 
 
@@ -94,9 +93,11 @@ axolotl:   # a CPU recipe trains in fp32; these render what a CUDA full fine-tun
   plugins: [medtune.launch.axolotl_plugin.SeededInit, {PLUGIN}, medtune.launch.axolotl_plugin.EveryRowPacking]
 """)
     runs = tmp_path / "runs"
-    proc = subprocess.run([sys.executable, "launch.py", str(recipe), "--stages", "preprocess", "--runs-dir", str(runs)],
-                          cwd=REPO, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    from medtune.cli import main
+
+    # The run directory (data, rendered axolotl.yaml) from launch.py's own main, in this process: no second
+    # interpreter's imports for a stage that only prepares; the training below is a real Axolotl process.
+    assert main([str(recipe), "--stages", "preprocess", "--runs-dir", str(runs)]) == 0
     (run_dir,) = runs.glob("bf16-full/*/")
     # The trainer refuses bf16 off-GPU unless TrainingArguments.use_cpu, which Axolotl 0.19 has no key for: let it
     # through, so torch's CPU autocast stands in for CUDA's. Everything else is `python -m axolotl.cli.train`.

@@ -341,6 +341,7 @@ def test_sweep_points_share_common_problems_and_name_their_own(monkeypatch, empt
 # ---------------------------------------------------------------- the command line
 
 
+@pytest.mark.slow  # the real command in a fresh interpreter (its own Hugging Face cache settings): ~10 s of imports
 def test_headline_recipe_with_the_hub_unreachable_stops_in_preflight_naming_every_missing_input(tmp_path):
     """`python launch.py recipes/llama3b-qlora.yaml` on a CPU machine with nothing cached and the Hub off: one
     error, exit 2, no traceback, naming the model, the data source, the suites and CUDA, before any stage ran.

@@ -12,7 +12,7 @@ import yaml
 from medtune.models import catalog as models
 from medtune.core.paths import cache_dir
 from medtune.recipe.loader import load
-from medtune.launch.plan import estimate_memory
+from medtune.launch.plan import estimate_memory, largest_estimate
 from medtune.launch.render import render
 
 REPO = Path(__file__).resolve().parents[1]
@@ -36,7 +36,8 @@ def test_recipe_validates_and_renders(path: Path):
     recipe, _ = load(path)
     rendered = render(recipe)  # raises if Axolotl's validation rejects the config
     cfg = rendered.axolotl
-    assert cfg["datasets"][0]["type"] == "chat_template"
+    if recipe.data.format == "chat":  # plain-text formats (recipes/studies/) render their own type: tests/test_formats.py
+        assert cfg["datasets"][0]["type"] == "chat_template"
     if recipe.launch.device == "cpu":
         assert cfg["bf16"] is False and cfg["fp16"] is False
         if recipe.method.name in ("lora", "qlora"):
@@ -109,7 +110,7 @@ def test_gpu_recipe_description_names_the_memory_it_fits(path: Path):
     assert recipe.launch.device == "cuda"
     named = re.findall(r"\b(\d+) GB\b", path.read_text().splitlines()[1])
     assert len(named) == 1, f"{path.name}: its description names no GPU memory (e.g. 'one 24 GB+ GPU')"
-    need = estimate_memory(recipe, models.lookup(recipe.model)).total_gib
+    need = largest_estimate(recipe, models.lookup(recipe.model))[1].total_gib  # the training stage needing the most
     fits = [size for size in GPU_SIZES_GB if need <= 0.95 * size]
     assert fits and int(named[0]) == fits[0], f"{path.name}: estimate {need:.1f} GiB per GPU fits {fits[:1]} GB cards"
 
