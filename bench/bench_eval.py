@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import random
 import sys
 import tempfile
@@ -31,6 +30,7 @@ from medtune.core.env import private_env  # noqa: E402  (needs the sys.path line
 private_env()
 
 from medquad_data import DATA_HELP, answered_questions, describe  # noqa: E402  (beside this script; imports medtune)
+from machine import describe as describe_machine, machine  # noqa: E402  (beside this script)
 
 
 def medquad_questions(data: Path | None, count: int, seed: int) -> list[str]:
@@ -155,8 +155,7 @@ def main() -> int:
     tokens = sum(map(len, single))
     result = {
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "torch_threads": torch.get_num_threads(),
-                    "load_average_1min": round(os.getloadavg()[0], 2)},
+        "machine": machine(),  # CPU model, AVX-512/AVX2, cores, torch threads, load: compare like with like
         "model": "smollm2-135m-instruct (fp32)", "data": describe(args.data), "questions": len(questions), "max_new_tokens": args.max_new_tokens,
         "batch_size": args.batch_size, "prompt_tokens_mean": round(sum(map(len, prompts)) / len(prompts), 1),
         "generated_tokens": tokens,
@@ -175,7 +174,7 @@ def main() -> int:
     from rich.table import Table
 
     table = Table(title=f"Generation: {len(prompts)} MedQuAD questions, {args.max_new_tokens} new tokens max, "
-                        f"{torch.get_num_threads()} torch thread(s)")
+                        f"{torch.get_num_threads()} torch thread(s)\n{describe_machine(result['machine'])}")
     for column in ("path", "seconds", "answers/s", "tokens/s"):
         table.add_column(column, justify="right" if column != "path" else "left")
     for name, key in (("one at a time (model.generate per question)", "one_at_a_time"),

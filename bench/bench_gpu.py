@@ -46,6 +46,8 @@ from medtune.core.env import private_env  # noqa: E402  (needs the sys.path line
 
 private_env()
 
+from machine import machine  # noqa: E402  (beside this script)
+
 RECIPES = ["recipes/llama1b-lora.yaml", "recipes/llama1b-qlora.yaml", "recipes/llama1b-full.yaml"]
 
 # Llama-3.2-1B's config.json (meta-llama/Llama-3.2-1B-Instruct); checked against the model catalog below.
@@ -292,8 +294,7 @@ def main() -> int:
 
     result = {
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": {"device": torch.cuda.get_device_name(0) if device == "cuda" else platform.processor() or "cpu",
-                    "platform": platform.platform(), "torch": torch.__version__},
+        "machine": {**machine(), "device": torch.cuda.get_device_name(0) if device == "cuda" else platform.processor() or "cpu"},
         "architecture": "tiny llama stand-in (--tiny)" if args.tiny else "Llama-3.2-1B (random weights)",
         "params": params, "measured_bf16_peak_tflops": round(peak, 1) if peak else None,
         "liger_kernel_installed": liger_installed, "flash_attn_installed": flash_installed, "methods": rows,

@@ -27,6 +27,7 @@ from medtune.core.env import private_env  # noqa: E402  (needs the sys.path line
 private_env()
 
 from medquad_data import DATA_HELP, describe, medquad_entry  # noqa: E402  (beside this script; imports medtune)
+from machine import machine  # noqa: E402  (beside this script)
 
 
 def run_once(data: Path | None, out: Path, cache: Path, tokenizer, sequence_len) -> tuple[float, dict]:
@@ -90,8 +91,7 @@ def main() -> int:
     report = {
         "benchmark": "preprocess MedQuAD",
         "data": describe(args.data),
-        "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform(),
-                    "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None},
+        "machine": {"python": platform.python_version(), **machine()},  # CPU model, AVX-512/AVX2, cores, load
         "tokenizer": args.tokenizer,
         "results": results,
     }

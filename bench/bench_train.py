@@ -22,7 +22,6 @@ import argparse
 import json
 import math
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -37,6 +36,7 @@ from medtune.core.env import private_env  # noqa: E402  (needs the sys.path line
 
 private_env()
 
+from machine import describe as describe_machine, machine  # noqa: E402  (beside this script)
 from medquad_data import DATA_HELP, describe, medquad_path  # noqa: E402  (beside this script; imports medtune)
 
 LORA = {"r": 16, "alpha": 32, "dropout": 0.05}  # the demo recipe's; --lora-dropout changes both sides
@@ -182,7 +182,7 @@ def main() -> int:
     ratio = medtune["real_tokens_per_s"] / seed["real_tokens_per_s"]
     result = {
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+        "machine": machine(),  # CPU model, AVX-512/AVX2, cores, torch threads: compare like with like
         "data": describe(args.data), "rows": len(rows), "sequence_len": SEQ, "micro_batch_size": {"seed_style": BATCH, "medtune": args.packed_per_step},
         "val_share": args.val_share, "lora": dict(LORA),
         "seed_style": seed, "medtune": medtune, "speedup_real_tokens_per_s": ratio,
@@ -193,7 +193,7 @@ def main() -> int:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"Training throughput: {len(rows)} MedQuAD rows, SmolLM2-135M LoRA, CPU x{os.cpu_count()}")
+    table = Table(title=f"Training throughput: {len(rows)} MedQuAD rows, SmolLM2-135M LoRA\n{describe_machine(result['machine'])}")
     for col in ("", "train s", "real tokens", "real tokens/s", "mean train loss"):
         table.add_column(col)
     table.add_row("seed-style (pad to 512)", f"{seed['train_seconds']:.1f}", str(seed["real_tokens"]),

@@ -48,6 +48,7 @@ sys.path.insert(0, str(REPO))
 
 from bench_gpu import LLAMA_32_1B, TINY, facts_for, measured_peak_tflops, random_model_folder  # noqa: E402
 from gpu_acceptance_model import corpus, hub_snapshot, llama3_token_ids, write_tokenizer  # noqa: E402
+from machine import machine  # noqa: E402
 from gpu_acceptance_report import WARMUP_STEPS, checks_for, eval_row, print_table, training_row  # noqa: E402
 
 METHODS = ("qlora", "lora", "full")  # qlora first: its eval is the other half of the acceptance
@@ -282,8 +283,8 @@ def main() -> int:
     result = {
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "mode": "tiny (CPU; checks the script, measures nothing)" if args.tiny else "gpu",
-        "machine": {"device": torch.cuda.get_device_name(0) if cuda else platform.processor() or "cpu",
-                    "platform": platform.platform(), "python": platform.python_version(), "packages": versions()},
+        "machine": {**machine(), "device": torch.cuda.get_device_name(0) if cuda else platform.processor() or "cpu",
+                    "python": platform.python_version(), "packages": versions()},
         "architecture": "tiny llama stand-in (--tiny)" if args.tiny else "Llama-3.2-1B (random weights)",
         "params": params, "steps": args.steps, "warmup_steps_untimed": WARMUP_STEPS,
         "measured_bf16_peak_tflops": round(peak, 1) if peak else None,

@@ -1,4 +1,4 @@
-"""The environment every medtune process runs in: no library phones home.
+"""The environment every medtune process runs in: no library phones home or fills the console with noise.
 
 The CLI applies it before any ML library is imported, training's child processes get it in their own
 environment, and the judge, the tests and the benchmarks apply it too; this is the one list. W&B is not
@@ -24,15 +24,36 @@ QUIET_DEFAULTS = {
 }
 """Set where the environment does not say otherwise: a user's own value wins."""
 
+OFFLINE_QUIET_DEFAULTS = {
+    # Offline nothing is downloaded, so the Hub's bars have nothing to show; the flag also turns off transformers'
+    # per-tensor "Loading weights" bar, printed at every model load (base, tuned, BERTScore's). Online, the
+    # download bars of large models are worth keeping, and the loading bars come with them.
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+}
+"""Set, where the environment does not say otherwise, when HF_HUB_OFFLINE is on."""
+
 
 def private_env(env: MutableMapping[str, str] | None = None) -> MutableMapping[str, str]:
     """Apply the settings above to `env` (default: this process's os.environ) and return it.
 
     Hub access (HF_HUB_OFFLINE) is not decided here: the tests are always offline, the benchmarks unless
-    told otherwise, and runs reach the Hub when a recipe names a Hub model or dataset.
+    told otherwise, and runs reach the Hub when a recipe names a Hub model or dataset. Applied to this
+    process (no `env` given), it also drops the libraries' known import-time noise from its console
+    (`medtune.core.console.quiet_library_noise`).
     """
+    this_process = env is None
     env = os.environ if env is None else env
     env.update(TELEMETRY_OFF)
-    for key, value in QUIET_DEFAULTS.items():
+    quiet = {**QUIET_DEFAULTS, **(OFFLINE_QUIET_DEFAULTS if _on(env.get("HF_HUB_OFFLINE")) else {})}
+    for key, value in quiet.items():
         env.setdefault(key, value)
+    if this_process:
+        from .console import quiet_library_noise
+
+        quiet_library_noise()
     return env
+
+
+def _on(value: str | None) -> bool:
+    """huggingface_hub's reading of a boolean environment variable."""
+    return (value or "").strip().upper() in {"1", "ON", "YES", "TRUE"}

@@ -56,8 +56,10 @@ def accelerate_command(recipe: Recipe, num_processes: int, extra: list[str] | No
     return cmd
 
 
-def train_command(recipe: Recipe, num_processes: int, module: str = "axolotl.cli.train") -> list[str]:
-    return [*accelerate_command(recipe, num_processes), "-m", module, "axolotl.yaml"]
+def train_command(recipe: Recipe, num_processes: int, module: str = "axolotl.cli.train",
+                  config: str = RunDir.AXOLOTL) -> list[str]:
+    """The command one training stage runs in the run directory; config: that stage's Axolotl config."""
+    return [*accelerate_command(recipe, num_processes), "-m", module, config]
 
 
 def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -145,7 +147,8 @@ def _handle_line(text: str, progress: Progress, task, result: TrainResult) -> No
     step = _STEP.search(text)
     if step and ("it/s]" in text or "s/it]" in text):
         done, total = int(step.group(1)), int(step.group(2))
-        if total > 0 and "Tokenizing" not in text and "examples" not in text and "shards" not in text:
+        # Only the trainer's step bar: not datasets' row bars nor transformers' per-tensor "Loading weights" bar.
+        if total > 0 and not any(other in text for other in ("Tokenizing", "examples", "shards", "Loading weights")):
             progress.update(task, completed=done, total=total)
         return
     stripped = text.strip()  # everything is in train.log; the console gets only what needs attention
@@ -168,13 +171,15 @@ def split_answer_tokens(run_dir: Path) -> int:
 
 
 def run_training(run_dir: Path, recipe: Recipe, num_processes: int, env_extra: dict[str, str] | None = None,
-                 module: str = "axolotl.cli.train") -> TrainResult:
-    cmd = train_command(recipe, num_processes, module)
+                 module: str = "axolotl.cli.train", config: str = RunDir.AXOLOTL, output_dir: Path | None = None,
+                 label: str = "train") -> TrainResult:
+    """Train one stage: `config` in the run directory, logging to train.log in its output_dir (default train/)."""
+    cmd = train_command(recipe, num_processes, module, config)
     env = child_env(env_extra)
     # The ranks start in the run directory and import medtune (its Axolotl plugin, its rank modules) from the venv.
     require_importable_from(run_dir, env)
-    log = RunDir(run_dir).train_log
-    result = run_logged(cmd, run_dir, log, env)
+    log = (output_dir or RunDir(run_dir).train) / RunDir.TRAIN_LOG
+    result = run_logged(cmd, run_dir, log, env, label)
     if result.returncode != 0:
         raise TrainingFailed(f"training exited with code {result.returncode}; the last lines of {log} say why" + _tail(log))
     return result
