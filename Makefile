@@ -39,17 +39,22 @@ $(VENV)/.installed-gpu: $(VENV)/.installed requirements-gpu.txt constraints.txt
 	$(PY) -m pip install --quiet --no-build-isolation -r requirements-gpu.txt -c constraints.txt
 	touch $@
 
+# Two test processes: most slow tests train or score on one thread, so the second core would idle; a file's tests
+# stay in one process (loadfile), so its fixtures are built once. TEST_WORKERS=0 runs them in this process.
+TEST_WORKERS ?= 2
+
 demo: setup
 	$(PY) launch.py recipes/smollm2-135m-lora.yaml
 
 # --durations: the slowest tests' times in every log (CI's included), so a slow newcomer is seen the day it lands.
 test: setup
-	$(PY) -m pytest -q --durations=15
+	$(PY) -m pytest -q --durations=15 -n $(TEST_WORKERS) --dist loadfile
 
-# Items 1-4 of the performance section; each prints a table and writes bench/results/*.json.
+# The performance section's measurements (peers: medtune vs TRL vs plain Axolotl); each prints a table and writes bench/results/*.json.
 bench: setup
 	$(PY) bench/bench_preprocess.py --repeat 3
 	$(PY) bench/bench_train.py
+	$(PY) bench/bench_peers.py
 	$(PY) bench/bench_eval.py
 	$(PY) bench/bench_e2e.py
 

@@ -144,7 +144,12 @@ def convert_gguf(facts: ModelFacts, dest: Path) -> Path:
         (tmp / "medtune_source.json").write_text(
             json.dumps({"gguf": str(gguf), "catalog_key": facts.key, "converter_version": CONVERTER_VERSION}, indent=2)
         )
-        tmp.rename(dest)  # atomic: a half-written folder is never mistaken for a finished one
+        try:
+            tmp.rename(dest)  # atomic: a half-written folder is never mistaken for a finished one
+        except OSError:
+            if not (dest / "medtune_source.json").is_file():
+                raise
+            shutil.rmtree(tmp)  # another process (a second run, a test worker) finished the same conversion first
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
