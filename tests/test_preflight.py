@@ -302,6 +302,17 @@ def test_judge_needs_its_key_variable_and_a_well_formed_endpoint(monkeypatch):
     assert preflight.find_problems(recipe("smollm2-135m-lora", judge), ["train"], runs_dir=Path("runs")) == {}
 
 
+def test_knowtunings_llm_generator_is_checked_before_preprocess_calls_it(monkeypatch):
+    monkeypatch.delenv("MEDTUNE_TEST_GEN_KEY", raising=False)
+    gen = "knowtuning.generator={kind: openai, model: gpt-4o-mini, api_key_env: MEDTUNE_TEST_GEN_KEY, base_url: localhost/v1}"
+    text = problems(preflight.find_problems(recipe("smollm2-135m-knowtuning", gen), ["preprocess"], runs_dir=Path("runs")),
+                    "preprocess")
+    assert "knowtuning.generator.api_key_env: the KnowTuning generator's API key variable MEDTUNE_TEST_GEN_KEY is not set" in text
+    assert "knowtuning.generator.base_url: not an http(s) URL" in text
+    # The shipped recipe's offline generator needs neither.
+    assert preflight.find_problems(recipe("smollm2-135m-knowtuning"), ["preprocess"], runs_dir=Path("runs")) == {}
+
+
 def test_local_judge_and_bertscore_encoder_must_be_reachable(empty_hub, monkeypatch):
     r = recipe("smollm2-135m-lora", "eval.judge={kind: hf, model: someorg/judge-model}", "eval.bertscore_model=someorg/encoder")
     text = problems(preflight.find_problems(r, ["eval"], runs_dir=Path("runs")), "eval")

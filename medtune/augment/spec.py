@@ -1,4 +1,4 @@
-"""KnowTuning's options (`method: knowtuning`): who writes facts and questions, how many facts, which negatives."""
+"""KnowTuning's options (a recipe's `knowtuning:` section): who writes facts and questions, how many facts, which negatives."""
 from __future__ import annotations
 
 from typing import Literal

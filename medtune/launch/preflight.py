@@ -206,22 +206,36 @@ def eval_problems(recipe: Recipe) -> list[Problem]:
 
 
 def judge_problems(recipe: Recipe) -> list[Problem]:
-    """The judge's key variable set and its endpoint a well-formed URL (kind openai), or its model reachable (hf)."""
     from ..evaluate.judge import BASE_URL_ENV
 
-    judge = recipe.eval.judge
-    if judge.kind == "hf":
-        return model_problems(judge.model, "eval.judge.model")
+    return llm_problems(recipe.eval.judge, "eval.judge", "judge", BASE_URL_ENV)
+
+
+def generator_problems(recipe: Recipe) -> list[Problem]:
+    """KnowTuning's fact writer: nothing to check offline; else as the judge (it runs in preprocess, before training)."""
+    from ..augment.writer import BASE_URL_ENV
+
+    generator = recipe.knowtuning.generator if recipe.knowtuning is not None else "offline"
+    if generator == "offline":
+        return []
+    return llm_problems(generator, "knowtuning.generator", "KnowTuning generator", BASE_URL_ENV)
+
+
+def llm_problems(spec, key: str, role: str, base_url_env: str) -> list[Problem]:
+    """An LLM a stage calls: its key variable set and its endpoint a well-formed URL (kind openai), or its model
+    reachable (kind hf)."""
+    if spec.kind == "hf":
+        return model_problems(spec.model, f"{key}.model")
     found = []
-    if not os.environ.get(judge.api_key_env):
-        found.append(Problem("eval.judge.api_key_env", f"the judge's API key variable {judge.api_key_env} is not set: "
-                             f"export {judge.api_key_env}=... before the run (the key is read from the environment only)",
-                             judge.api_key_env))
-    url, key = (judge.base_url, "eval.judge.base_url") if judge.base_url else (os.environ.get(BASE_URL_ENV), BASE_URL_ENV)
+    if not os.environ.get(spec.api_key_env):
+        found.append(Problem(f"{key}.api_key_env", f"the {role}'s API key variable {spec.api_key_env} is not set: "
+                             f"export {spec.api_key_env}=... before the run (the key is read from the environment only)",
+                             spec.api_key_env))
+    url, where = (spec.base_url, f"{key}.base_url") if spec.base_url else (os.environ.get(base_url_env), base_url_env)
     if url:
         parts = urlparse(url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
-            found.append(Problem(key, "not an http(s) URL of an OpenAI-compatible endpoint, e.g. https://api.openai.com/v1", url))
+            found.append(Problem(where, "not an http(s) URL of an OpenAI-compatible endpoint, e.g. https://api.openai.com/v1", url))
     return found
 
 
@@ -257,7 +271,7 @@ def find_problems(recipe: Recipe, stages: Sequence[str], *, runs_dir: Path) -> d
     if using_model:
         groups[f"model (for {', '.join(using_model)})"] = model_problems(recipe.model)
     if "preprocess" in stages:
-        groups["preprocess"] = source_problems(recipe)
+        groups["preprocess"] = source_problems(recipe) + generator_problems(recipe)
     if "train" in stages:
         groups["train"] = (gpu_problems(recipe) if recipe.launch.device == "cuda" else []) + disk_problems(recipe, runs_dir)
     if "eval" in stages:

@@ -275,6 +275,16 @@ class Recipe(Strict):
         return self
 
     @model_validator(mode="after")
+    def _knowtuning_without_disclaimer(self) -> "Recipe":
+        """KnowTuning splits each reference answer into facts: an appended disclaimer would become one, scored for
+        perplexity and deleted or shuffled into the worse answers like a medical fact."""
+        if self.knowtuning is not None and self.data.disclaimer.enabled:
+            raise ValueError("knowtuning and data.disclaimer.enabled both set: the disclaimer would be split into a "
+                             "fact and deleted or shuffled like one; set data.disclaimer.enabled: false (measure the "
+                             "disclaimer rate with eval.metrics: [disclaimer] instead)")
+        return self
+
+    @model_validator(mode="after")
     def _unique_stage_names(self) -> "Recipe":
         names = [stage.name for stage in self.stages]
         if len(set(names)) != len(names):
