@@ -2,14 +2,14 @@
 from __future__ import annotations
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 
 from medtune.evaluate import judge
 from medtune.evaluate.errors import EvalInputError
 from medtune.evaluate.spec import EvalSpec, JudgeSpec
+
+from fake_llm import chat_reply, fake_endpoint
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -71,34 +71,16 @@ def test_openai_judge_needs_its_key_in_the_environment(monkeypatch):
 def test_openai_compatible_endpoint_from_env_with_key_only_from_env(monkeypatch):
     seen = []
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self):
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            seen.append((self.path, self.headers["Authorization"], body["model"]))
-            content = json.dumps({"reason": "Correct.", "score": 10})
-            reply = {"id": "1", "object": "chat.completion", "created": 0, "model": body["model"],
-                     "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": content}}],
-                     "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}
-            data = json.dumps(reply).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+    def answer(path: str, authorization: str, body: dict) -> tuple[int, dict]:
+        seen.append((path, authorization, body["model"]))
+        return 200, chat_reply(body["model"], json.dumps({"reason": "Correct.", "score": 10}))
 
-        def log_message(self, *args):
-            pass
-
-    server = HTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        monkeypatch.setenv("MEDTUNE_JUDGE_BASE_URL", f"http://127.0.0.1:{server.server_port}/v1")
+    with fake_endpoint(answer) as url:
+        monkeypatch.setenv("MEDTUNE_JUDGE_BASE_URL", url)
         monkeypatch.setenv("MEDTUNE_TEST_KEY", "sk-test-123")
         spec = JudgeSpec(kind="openai", model="judge-model", api_key_env="MEDTUNE_TEST_KEY")
         model = judge.make_judge(spec)
         verdicts = judge.judge_answers(model, ["q"], ["a"], ["a"])
-    finally:
-        server.shutdown()
     assert verdicts[0].score == pytest.approx(1.0)
     assert seen == [("/v1/chat/completions", "Bearer sk-test-123", "judge-model")]
     assert "sk-test-123" not in json.dumps(spec.model_dump()) + model.get_model_name()

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import threading
 from collections import Counter
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import pytest
@@ -21,6 +19,7 @@ from medtune.core.errors import MedtuneError
 from medtune.evaluate import judge, run as run_module
 from medtune.evaluate.run import ModelOutputs, _paired_deltas, _score_test_set
 from medtune.evaluate.spec import EvalSpec, JudgeSpec
+from fake_llm import chat_reply, fake_endpoint
 
 SYSTEM = "You are a careful medical assistant."
 QA = [  # (qtype, question, answer): MedQuAD-like, with doses, abbreviations and lists
@@ -228,18 +227,15 @@ def test_spec_is_strict():
 # ---------------------------------------------------------------- the LLM generator
 
 
-class _FakeLLM(BaseHTTPRequestHandler):
+def _llm_answer(seen: list):
     """An OpenAI-compatible endpoint answering KnowTuning's three prompts as a model would."""
 
-    seen: list = []
-
-    def do_POST(self):
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+    def answer(path: str, authorization: str, body: dict) -> tuple[int, dict]:
         prompt = body["messages"][0]["content"]
-        type(self).seen.append((self.headers["Authorization"], body["model"], prompt))
+        seen.append((authorization, body["model"], prompt))
         if prompt.startswith("Break the answer"):
-            answer = prompt.split("Answer: ", 1)[1]
-            content = "Here are the facts:\n" + "\n".join(f"- {plain(f)}" for f in split_facts(answer))
+            answer_text = prompt.split("Answer: ", 1)[1]
+            content = "Here are the facts:\n" + "\n".join(f"- {plain(f)}" for f in split_facts(answer_text))
         elif prompt.startswith("Here is a question"):
             fact = prompt.split("Fact: ", 1)[1]
             content = f'Question: "Which fact starts with {fact.split()[0]}?"'
@@ -247,34 +243,21 @@ class _FakeLLM(BaseHTTPRequestHandler):
             content = "Resting the joint."  # unchanged: unusable, the offline swap takes over
         else:
             content = "REVISED " + prompt.split("Fact: ", 1)[1]
-        reply = {"id": "1", "object": "chat.completion", "created": 0, "model": body["model"],
-                 "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": content}}],
-                 "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}
-        data = json.dumps(reply).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        return 200, chat_reply(body["model"], content)
 
-    def log_message(self, *args):
-        pass
+    return answer
 
 
 def test_llm_generator_writes_facts_questions_and_revisions(tmp_path, fake_scores, monkeypatch):
-    _FakeLLM.seen = []
-    server = HTTPServer(("127.0.0.1", 0), _FakeLLM)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        monkeypatch.setenv(writer_module.BASE_URL_ENV, f"http://127.0.0.1:{server.server_port}/v1")
+    seen: list = []
+    with fake_endpoint(_llm_answer(seen)) as url:
+        monkeypatch.setenv(writer_module.BASE_URL_ENV, url)
         monkeypatch.setenv("MEDTUNE_TEST_GEN_KEY", "sk-gen-123")
         generator = {"kind": "openai", "model": "gen-model", "api_key_env": "MEDTUNE_TEST_GEN_KEY"}
         data = _build(tmp_path, rows=_rows(QA[:3]), generator=generator, revise_share=1.0)
-    finally:
-        server.shutdown()
-    assert {(key, model) for key, model, _ in _FakeLLM.seen} == {("Bearer sk-gen-123", "gen-model")}
+    assert {(key, model) for key, model, _ in seen} == {("Bearer sk-gen-123", "gen-model")}
     counts = data.counts
-    assert counts["generator"] == f"gen-model @ http://127.0.0.1:{server.server_port}/v1"
+    assert counts["generator"] == f"gen-model @ {url}"
     assert counts["facts_split_by"] == {"generator": 3} and set(counts["questions_by"]) == {"generator"}
     facts = _jsonl(tmp_path / "out" / kt.FACTS_FILE)
     assert facts[0]["split_by"] == "generator" and facts[0]["facts"][0]["text"] == plain(split_facts(QA[0][2])[0])
@@ -290,31 +273,13 @@ def test_llm_generator_writes_facts_questions_and_revisions(tmp_path, fake_score
     assert "sk-gen-123" not in everything
 
 
-class _RefusingLLM(BaseHTTPRequestHandler):
-    def do_POST(self):
-        self.rfile.read(int(self.headers["Content-Length"]))
-        data = json.dumps({"error": {"message": "Incorrect API key provided", "type": "invalid_request_error"}}).encode()
-        self.send_response(401)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args):
-        pass
-
-
 def test_an_endpoint_that_refuses_is_a_user_error_naming_it(tmp_path, fake_scores, monkeypatch):
-    server = HTTPServer(("127.0.0.1", 0), _RefusingLLM)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{server.server_port}/v1"
+    refusal = {"error": {"message": "Incorrect API key provided", "type": "invalid_request_error"}}
     monkeypatch.setenv("MEDTUNE_TEST_GEN_KEY", "sk-wrong")
-    try:
+    with fake_endpoint(lambda path, authorization, body: (401, refusal)) as url:
         with pytest.raises(MedtuneError, match=rf"knowtuning.generator gen-model @ {url} failed: .*401.*check the "):
             _build(tmp_path, generator={"kind": "openai", "model": "gen-model", "base_url": url,
                                         "api_key_env": "MEDTUNE_TEST_GEN_KEY"})
-    finally:
-        server.shutdown()
 
 
 def test_generator_key_must_be_in_the_environment(tmp_path, fake_scores, monkeypatch):
