@@ -52,3 +52,17 @@ def test_run_refuses_a_bad_recipe_before_anything_starts(tmp_path):
 
 def test_good_recipes_exit_zero():
     assert main(["validate", str(REPO / "recipes/smollm2-135m-lora.yaml"), str(REPO / "recipes/llama3b-qlora.yaml")]) == 0
+
+
+def test_set_indexes_a_list_and_names_a_bad_index():
+    from medtune.recipe.loader import apply_overrides
+
+    raw = {"data": {"train": [{"source": "medquad", "path": "a.csv"}, {"source": "pubmedqa"}]}}
+    assert apply_overrides(raw, ["data.train.1.path=/data/pubmedqa", "data.train.0.limit=50"]) == []
+    assert raw["data"]["train"] == [{"source": "medquad", "path": "a.csv", "limit": 50},
+                                    {"source": "pubmedqa", "path": "/data/pubmedqa"}]
+    (bad,) = apply_overrides(raw, ["data.train.2.path=x"])
+    assert "data.train is a list of 2: index it with a number from 0 to 1" in bad.render()
+    (bad,) = apply_overrides(raw, ["data.train.path=x"])
+    assert "data.train is a list of 2" in bad.render()
+    assert raw["data"]["train"][1] == {"source": "pubmedqa", "path": "/data/pubmedqa"}  # nothing half-applied

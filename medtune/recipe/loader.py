@@ -45,23 +45,36 @@ def read_yaml(path: Path) -> dict:
 
 
 def apply_overrides(raw: dict, overrides: Iterable[str]) -> list[Problem]:
-    """Apply `--set a.b=value` overrides in place (values parsed as YAML); return malformed ones."""
+    """Apply `--set a.b=value` overrides in place (values parsed as YAML); return malformed ones.
+
+    A number indexes a list that is there: `data.train.0.path=DIR` points the first source at DIR.
+    """
     problems = []
     for item in overrides:
         key, sep, value = item.partition("=")
         if not sep or not key:
             problems.append(Problem(f"--set {item}", "expected KEY=VALUE, e.g. training.learning_rate=1e-4"))
             continue
-        node = raw
-        parts = key.split(".")
-        for part in parts[:-1]:
-            if not isinstance(node.get(part), dict):
-                node[part] = {}
-            node = node[part]
         try:
-            node[parts[-1]] = yaml.safe_load(value)
+            parsed = yaml.safe_load(value)
         except yaml.YAMLError:
-            node[parts[-1]] = value
+            parsed = value
+        parts = key.split(".")
+        node = raw
+        for depth, part in enumerate(parts):
+            if isinstance(node, list):
+                if not part.isdigit() or int(part) >= len(node):
+                    where = ".".join(parts[:depth])
+                    problems.append(Problem(f"--set {item}", f"{where} is a list of {len(node)}: index it with a number "
+                                            f"from 0 to {len(node) - 1} (e.g. {where}.0.path=...), or give the whole list"))
+                    break
+                part = int(part)
+            elif depth < len(parts) - 1 and not isinstance(node.get(part), (dict, list)):
+                node[part] = {}
+            if depth == len(parts) - 1:
+                node[part] = parsed
+            else:
+                node = node[part]
     return problems
 
 
