@@ -98,7 +98,8 @@ def fact_perplexities(model_path: str | Path, conversations: list[list[dict]], *
     from ..models.loader import ModelRef, load
 
     model, tokenizer = load(ModelRef("base", str(model_path)))
-    losses = answer_losses(model, tokenizer, conversations, batch_tokens=batch_tokens, max_tokens=max_tokens)
+    losses = answer_losses(model, tokenizer, conversations, batch_tokens=batch_tokens, max_tokens=max_tokens,
+                           label="knowtuning: facts scored")
     del model
     gc.collect()
     return [None if loss is None else math.exp(loss.nll / max(loss.tokens, 1)) for loss in losses]

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from .errors import EvalInputError
 from ..preprocess.layouts import is_segments, prompt_part, segment_ids
@@ -109,13 +110,14 @@ def _batch_losses(model, rows: list[tuple[list[int], int]], pad: int, device) ->
 
 @torch.inference_mode()
 def answer_losses(model, tokenizer, conversations: list[list[dict]], *, batch_tokens: int,
-                  max_tokens: int) -> list[AnswerLoss | None]:
+                  max_tokens: int, label: str | None = None) -> list[AnswerLoss | None]:
     """Per-conversation loss of its last (assistant) turn given everything before it (a conversation is chat
     messages, or a plain-text row's segments: generate.scored_conversation gives either).
 
     A conversation longer than max_tokens is scored on its first max_tokens tokens (AnswerLoss.cut says how
     many answer tokens were left out); one whose prompt alone takes max_tokens has no answer token left and
-    gives None. Batches are formed longest first with at most batch_tokens padded tokens each.
+    gives None. Batches are formed longest first with at most batch_tokens padded tokens each. With a label, a
+    progress bar of that name counts the rows scored.
     """
     stops = stop_ids(model, tokenizer)
     spans = [answer_span(tokenizer, messages, stops) for messages in conversations]
@@ -124,9 +126,13 @@ def answer_losses(model, tokenizer, conversations: list[list[dict]], *, batch_to
     device = next(model.parameters()).device
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stops[0]
     results: list[AnswerLoss | None] = [None] * len(spans)
-    for batch in token_budget_batches([len(tokens) for tokens, _ in rows], batch_tokens):
-        losses = _batch_losses(model, [rows[b] for b in batch], pad, device)
-        for b, (nll, tokens) in zip(batch, losses):
-            i = kept[b]
-            results[i] = AnswerLoss(nll=nll, tokens=tokens, cut=len(spans[i][0]) - len(rows[b][0]))
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, disable=label is None or not rows) as progress:
+        task = progress.add_task(label or "", total=len(rows))
+        for batch in token_budget_batches([len(tokens) for tokens, _ in rows], batch_tokens):
+            losses = _batch_losses(model, [rows[b] for b in batch], pad, device)
+            for b, (nll, tokens) in zip(batch, losses):
+                i = kept[b]
+                results[i] = AnswerLoss(nll=nll, tokens=tokens, cut=len(spans[i][0]) - len(rows[b][0]))
+            progress.advance(task, len(batch))
     return results
