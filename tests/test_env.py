@@ -48,6 +48,11 @@ def test_known_library_noise_is_dropped_and_everything_else_still_shows(caplog):
         logging.getLogger("torchao").warning("a real torchao problem")
         logging.getLogger("torch.utils._pytree").warning("another pytree message")
     assert [r.getMessage() for r in caplog.records] == ["a real torchao problem", "another pytree message"]
+    # DeepSpeed's logger prints through its own handler (no propagation): its filter is asked directly.
+    deepspeed = logging.getLogger("DeepSpeed")
+    record = lambda msg: deepspeed.makeRecord("DeepSpeed", logging.WARNING, __file__, 0, msg, (), None)  # noqa: E731
+    assert not deepspeed.filter(record("Setting accelerator to CPU. If you have GPU or other accelerator, we were unable"))
+    assert deepspeed.filter(record("ZeRO-3 could not gather a parameter"))
     with warnings.catch_warnings(record=True) as seen:
         warnings.simplefilter("always")
         quiet_library_noise()

@@ -22,6 +22,8 @@ NOISE: dict[str, tuple[str, ...]] = {
     # A model's tokenizer config asks for WordPiece's space clean-up on decode; transformers rightly skips it for
     # a BPE tokenizer (SmolLM2's), so the answers are decoded correctly and there is nothing to change.
     "transformers.tokenization_utils_tokenizers": ("Ignoring clean_up_tokenization_spaces=True for BPE",),
+    # DeepSpeed (imported with Axolotl or PEFT's merge) says it found no GPU; the recipe already said where it runs.
+    "DeepSpeed": ("Setting accelerator to CPU",),
 }
 """Logger name -> message fragments that are dropped: import-time warnings about parts medtune does not use.
 
