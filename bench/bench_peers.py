@@ -43,7 +43,7 @@ from medtune.core.env import private_env  # noqa: E402  (needs the sys.path line
 private_env()
 
 from machine import describe as describe_machine, machine  # noqa: E402  (beside this script)
-from medquad_data import DATA_HELP, DEMO_RECIPE, describe, medquad_path  # noqa: E402
+from medquad_data import DATA_HELP, DEMO_RECIPE, describe, medquad_path, launch  # noqa: E402
 
 SIDES = ("medtune", "trl", "axolotl_plain")
 LABELS = {"medtune": "medtune default (Axolotl + packing plugin)",
@@ -66,15 +66,6 @@ def write_recipe(folder: Path, data: Path | None, rows: int) -> Path:
     path = folder / "bench-peers.yaml"
     path.write_text(f"# python launch.py {path}\n" + yaml.safe_dump(recipe, sort_keys=False))
     return path
-
-
-def launch(recipe: Path, runs: Path, stages: str) -> Path:
-    """Run stages of the recipe through the real CLI; returns the run directory."""
-    proc = subprocess.run([sys.executable, "launch.py", str(recipe), "--stages", stages, "--runs-dir", str(runs)],
-                          cwd=REPO, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise SystemExit(f"medtune {stages} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-    return next(runs.glob("bench-peers/*"))
 
 
 def prepared_counts(train_dir: Path, rows: int) -> tuple[int, int]:

@@ -22,7 +22,6 @@ import argparse
 import json
 import math
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -37,7 +36,7 @@ from medtune.core.env import private_env  # noqa: E402  (needs the sys.path line
 private_env()
 
 from machine import describe as describe_machine, machine  # noqa: E402  (beside this script)
-from medquad_data import DATA_HELP, describe, medquad_path  # noqa: E402  (beside this script; imports medtune)
+from medquad_data import DATA_HELP, describe, medquad_path, launch  # noqa: E402  (beside this script; imports medtune)
 
 LORA = {"r": 16, "alpha": 32, "dropout": 0.05}  # the demo recipe's; --lora-dropout changes both sides
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -72,15 +71,6 @@ launch:
   device: cpu
 """)
     return path
-
-
-def launch(recipe: Path, runs: Path, stages: str) -> Path:
-    """Run stages of the recipe through the real CLI; returns the run directory."""
-    proc = subprocess.run([sys.executable, "launch.py", str(recipe), "--stages", stages, "--runs-dir", str(runs)],
-                          cwd=REPO, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise SystemExit(f"medtune {stages} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-    return next(runs.glob("bench-medtune/*"))
 
 
 def run_medtune(recipe: Path, runs: Path) -> dict:

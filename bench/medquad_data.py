@@ -1,17 +1,21 @@
 """The MedQuAD the benchmarks read: `--data` when given (the publisher's folder of XML files, or a CSV in the Hub
 layout qtype, Question, Answer), else its Hub copy when the Hub may be contacted, else the project's own demo rows.
 
-The README's figures were measured on the publisher's full folder, given with --data.
+The README's figures were measured on the publisher's full folder, given with --data. Also: running a bench
+recipe's stages through the real CLI (`launch`), which the training benchmarks share.
 """
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import yaml
 
 from medtune.core.hub import hub_offline
 
-DEMO_RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "smollm2-135m-lora.yaml"
+REPO = Path(__file__).resolve().parents[1]
+DEMO_RECIPE = REPO / "recipes" / "smollm2-135m-lora.yaml"
 DATA_HELP = ("MedQuAD to read: the publisher's folder of XML files, or a CSV (qtype, Question, Answer); default: its "
              "Hub copy when the Hub is allowed (HF_HUB_OFFLINE unset or 0), else the project's demo rows (the ones "
              "recipes/smollm2-135m-lora.yaml trains on)")
@@ -55,3 +59,12 @@ def answered_questions(data: Path | None) -> list[str]:
     spec = SourceSpec(**medquad_entry(data))
     rows = source.read(source.files(path), spec) if path is not None else source.read_hub(load_hub(source), spec)
     return [row.question for row in rows if isinstance(row, Record) and row.answer]
+
+
+def launch(recipe: Path, runs: Path, stages: str) -> Path:
+    """Run stages of the recipe through the real CLI; returns the run directory (runs/<recipe name>/<time>)."""
+    proc = subprocess.run([sys.executable, "launch.py", str(recipe), "--stages", stages, "--runs-dir", str(runs)],
+                          cwd=REPO, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"medtune {stages} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return next(runs.glob(f"{yaml.safe_load(recipe.read_text())['name']}/*"))
