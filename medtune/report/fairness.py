@@ -33,9 +33,9 @@ class SeedRow:
     group: str
     runs: list[str]
     values: dict[str, dict] = field(default_factory=dict)
+    """Column -> {"mean", "sd", "min", "max", "n"} over the group's runs (sd: sample standard deviation, None for one run)."""
     learning_rate: float | None = None
     """The rate the group's runs trained with (the first run's; a sweep gives all seeds of a point the same)."""
-    """Column -> {"mean", "sd", "min", "max", "n"} over the group's runs (sd: sample standard deviation, None for one run)."""
 
 
 @dataclass
