@@ -151,8 +151,13 @@ def _train(ctx: StageContext) -> dict:
     result = run_training(ctx.run.path, ctx.recipe, ctx.rendered.num_processes, module=ctx.train_module,
                           label="train" if not ctx.rendered.stages else "train (stage 1)")
     history = ctx.run.training_history() or result.history
-    losses = [h["loss"] for h in history if "loss" in h]
     ctx.run.history.write_text(json.dumps(result.history or history, indent=1))
+    return _loss_summary(history)
+
+
+def _loss_summary(history: list[dict]) -> dict:
+    """What the manifest records of a training stage's logged losses."""
+    losses = [h["loss"] for h in history if "loss" in h]
     return {"steps_logged": len(losses), "first_loss": losses[0] if losses else None,
             "last_loss": losses[-1] if losses else None}
 
@@ -193,13 +198,10 @@ def _later_stage(index: int, name: str) -> Stage:
         output = ctx.run.stage_train(stage.name)
         result = run_training(ctx.run.path, ctx.recipe, ctx.rendered.num_processes, module=ctx.train_module,
                               config=stage.config_file, output_dir=output, label=f"train {stage.name}")
-        losses = [h["loss"] for h in result.history if "loss" in h]
         (output / RunDir.HISTORY).write_text(json.dumps(result.history, indent=1))
         dropped = drop_base_copy(output) if stage.merge else []
         return {"method": stage.method, "config": stage.config_file, "output": stage.output_dir, **start,
-                **({"dropped_base_copy": dropped} if dropped else {}),
-                "steps_logged": len(losses), "first_loss": losses[0] if losses else None,
-                "last_loss": losses[-1] if losses else None}
+                **({"dropped_base_copy": dropped} if dropped else {}), **_loss_summary(result.history)}
 
     def command(ctx: StageContext) -> list[str]:
         return train_command(ctx.recipe, ctx.rendered.num_processes, ctx.train_module, rendered(ctx).config_file)
