@@ -143,6 +143,22 @@ def test_hardest_facts_become_extra_pairs_and_files_say_what_was_taught(tmp_path
     assert sorted(p.name for p in out.iterdir()) == sorted([kt.SUMMARY_FILE, *summary["files"]])
 
 
+def test_without_augmentation_stage_one_is_the_original_rows_and_no_model_is_asked(tmp_path, monkeypatch):
+    """augment: false is the paper's ablation (SFT, then preference training on the negatives): no fact is scored."""
+    def must_not_score(*args, **kwargs):
+        raise AssertionError("augment: false scored facts with the base model")
+    monkeypatch.setattr(kt, "fact_perplexities", must_not_score)
+    data = _build(tmp_path, augment=False)
+    assert data.sft_rows == _rows() and _jsonl(tmp_path / "out" / kt.AUGMENTED_FILE) == []
+    assert data.counts["augment"] is False and data.counts["hardest_picked"] == 0
+    assert data.counts["augmented_pairs"] == 0 and data.counts["hardest_skipped"] == {}
+    facts = _jsonl(tmp_path / "out" / kt.FACTS_FILE)
+    assert all(f["not_scored"] == "augment: false" and not f["hardest"] for r in facts for f in r["facts"])
+    # The negatives do not depend on the scores: the same pairs as with augmentation.
+    monkeypatch.setattr(kt, "fact_perplexities", _length_perplexity)
+    assert _build(tmp_path, name="aug").preference_rows == data.preference_rows
+
+
 def test_negatives_are_well_formed_and_differ_from_chosen(tmp_path, fake_scores):
     data = _build(tmp_path)
     prefs = data.preference_rows

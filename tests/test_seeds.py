@@ -74,6 +74,10 @@ def test_each_seeded_point_loads_with_its_seed(tmp_path: Path):
     point = expand(recipe.sweep)[4]
     point_recipe, _ = load(path, point_overrides(recipe.name, point, []))
     assert point_recipe.name == "sw.r8_seed-2" and point_recipe.training.seed == 2 and point_recipe.method.rank == 8
+    # The seed reaches the trainer: Axolotl's config (data order, dropout, new LoRA weights via SeededInit).
+    from medtune.launch.render import render
+
+    assert render(point_recipe, check=False).axolotl["seed"] == 2
 
 
 # ---------------------------------------------------------------- statistics

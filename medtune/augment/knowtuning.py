@@ -234,7 +234,12 @@ def build_knowtuning_data(train_rows: list[dict], spec: KnowTuningSpec, *, model
     writer = make_writer(spec.generator)
     for item in items:
         item.facts, item.split_by = writer.facts(item.question, item.row["messages"][-1]["content"])
-    _score(items, spec, model_path)
+    if spec.augment:
+        _score(items, spec, model_path)
+    else:  # no fact scored, none picked: stage 1 trains on the original rows only
+        for item in items:
+            item.perplexity = [None] * len(item.facts)
+            item.unscored = {i: "augment: false" for i in range(len(item.facts))}
     augmented = _augmented_rows(items, writer)
     skipped_pairs: dict[str, Counter] = {kind: Counter() for kind in spec.negatives}
     preferences = _preference_rows(items, spec, writer, skipped_pairs)
@@ -253,13 +258,14 @@ def build_knowtuning_data(train_rows: list[dict], spec: KnowTuningSpec, *, model
                     "questions": any(r["detail"]["question_by"].startswith("offline") for r in augmented),
                     "revisions": any(how != "generator" for how in revised_by), "polish": True}
     counts = {
-        "generator": writer.name,
+        "generator": writer.name, "augment": spec.augment,
         "rows": len(train_rows), "long_form_rows": len(items), "skipped_rows": dict(skipped_rows),
         "facts": sum(len(item.facts) for item in items), "facts_split_by": writer.used["facts"],
         "facts_scored": sum(p is not None for item in items for p in item.perplexity),
         "facts_not_scored": dict(unscored),
         "hardest_picked": sum(len(item.hardest) for item in items),
-        "hardest_skipped": {"one-fact answer (its pair would repeat the row)": sum(len(i.facts) < 2 for i in items)},
+        "hardest_skipped": ({"one-fact answer (its pair would repeat the row)": sum(len(i.facts) < 2 for i in items)}
+                            if spec.augment else {}),
         "augmented_pairs": len(augmented),
         "questions_by": writer.used["questions"],
         "pairs": {kind: sum(row["kind"] == kind for row in preferences) for kind in spec.negatives},

@@ -26,6 +26,8 @@ class GeneratorSpec(Strict):
 class KnowTuningSpec(Strict):
     generator: Literal["offline"] | GeneratorSpec = "offline"
     """Who splits answers into facts, writes questions for the hardest facts and revises facts: offline (rules, no LLM; a simplification of the paper, which used GPT-3.5) or an LLM (kind, model as eval.judge)."""
+    augment: bool = True
+    """Stage 1's fine-grained augmentation: true trains on the original rows plus a question-answer pair per hardest fact; false trains on the original rows only and scores no fact (the paper's ablation without knowledge augmentation: plain SFT, then preference training on the negatives)."""
     max_facts: int = Field(default=16, gt=1)
     """Facts per answer scored and eligible for augmentation (the first N; perplexity costs one scored row per fact); negatives use every fact."""
     hard_share: float = Field(default=0.5, gt=0, le=1)
