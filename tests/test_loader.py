@@ -283,3 +283,18 @@ def test_export_of_a_qlora_run_merges_into_its_dequantized_4bit_base_and_says_so
         a, b, c = exported(ids).logits, measured(ids).logits, unquantized(ids).logits
     assert torch.allclose(a, b, atol=1e-3), (a - b).abs().max()  # what eval measured, in plain fp32 weights
     assert (a - c).abs().max() > 1.0  # not the adapter on the original base: the weights carry the 4-bit rounding
+
+
+def test_loading_a_model_from_disk_draws_no_weight_loading_bar(tmp_path: Path, monkeypatch, capfd):
+    """Eval loads four or more models; transformers' per-load "Loading weights" bar is hidden even online
+    (download bars are not touched: the Hub's progress-bar setting stays as the environment has it)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    monkeypatch.delenv("HF_HUB_DISABLE_PROGRESS_BARS", raising=False)
+    config = LlamaConfig(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+                         num_attention_heads=2, num_key_value_heads=1)
+    LlamaForCausalLM(config).save_pretrained(tmp_path / "tiny")
+    capfd.readouterr()
+    model = loader._weights(loader.ModelRef("base", str(tmp_path / "tiny")))
+    assert model.config.num_hidden_layers == 2
+    assert "Loading weights" not in capfd.readouterr().err

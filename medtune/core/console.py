@@ -66,3 +66,20 @@ def quiet_library_noise() -> None:
             logger.addFilter(_DropKnownNoise(fragments, cpu_torch_only=name == "torchao"))
     for message in WARNINGS_IGNORED:
         warnings.filterwarnings("ignore", message=re.escape(message), category=UserWarning)
+
+
+def hide_weight_loading_bars() -> None:
+    """Hide transformers' "Loading weights" bar, drawn at every model load (base, tuned, BERTScore's model: four
+    or more per evaluation) from files already on disk; download bars stay (idempotent, this process).
+
+    Through transformers' public tqdm hook: every other bar it draws is created as before.
+    """
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_tqdm_hook(_no_weight_loading_bar)
+
+
+def _no_weight_loading_bar(factory, args, kwargs):
+    if kwargs.get("desc") == "Loading weights":
+        kwargs = {**kwargs, "disable": True}
+    return factory(*args, **kwargs)

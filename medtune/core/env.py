@@ -25,9 +25,9 @@ QUIET_DEFAULTS = {
 """Set where the environment does not say otherwise: a user's own value wins."""
 
 OFFLINE_QUIET_DEFAULTS = {
-    # Offline nothing is downloaded, so the Hub's bars have nothing to show; the flag also turns off transformers'
-    # per-tensor "Loading weights" bar, printed at every model load (base, tuned, BERTScore's). Online, the
-    # download bars of large models are worth keeping, and the loading bars come with them.
+    # Offline nothing is downloaded, so the Hub's bars have nothing to show. Online, the download bars of large
+    # models are worth keeping; transformers' "Loading weights" bar is hidden either way
+    # (core.console.hide_weight_loading_bars, where medtune loads a model).
     "HF_HUB_DISABLE_PROGRESS_BARS": "1",
 }
 """Set, where the environment does not say otherwise, when HF_HUB_OFFLINE is on."""

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..core.console import hide_weight_loading_bars
 from .errors import EvalInputError
 from .stats import mean_ci, statistic_ci
 
@@ -74,6 +75,7 @@ class BertScore:
 
                 num_layers = AutoConfig.from_pretrained(folder).num_hidden_layers
         self.model, self.num_layers = folder, num_layers
+        hide_weight_loading_bars()
         self._scorer = BERTScorer(model_type=folder, num_layers=num_layers, batch_size=batch_size,
                                   rescale_with_baseline=False, idf=False, device=str(device()))
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 
+from ..core.console import hide_weight_loading_bars
 from ..core.errors import MedtuneError
 from ..core.rundir import RunDir
 from .catalog import ensure_local, lookup
@@ -150,6 +151,7 @@ def _weights(ref: ModelRef):
     """The base (or full) weights: in the dtype policy, or quantized to 4 bits for a QLoRA adapter."""
     from transformers import AutoModelForCausalLM
 
+    hide_weight_loading_bars()
     source = ref.weights_source()
     try:
         if not ref.quantized_4bit:
