@@ -132,13 +132,20 @@ def test_matrix_recipe_points_render_and_share_their_data():
     recipe, _ = load(MATRIX)
     from medtune.recipe.sweep import point_overrides
 
-    methods = {}
+    loaded = {}
     for point in expand(recipe.sweep):
         point_recipe, _ = load(MATRIX, point_overrides(recipe.name, point, []))
         render(point_recipe)  # Axolotl's own validation, per point
         assert point_recipe.data == recipe.data and point_recipe.training.sequence_len == recipe.training.sequence_len
-        methods[point.label] = point_recipe.method.name
-    assert methods == {"lora": "lora", "qlora": "qlora", "full": "full", "galore": "galore"}
+        loaded[point.label] = point_recipe
+    methods = {label: [r.method.name, *(stage.method.name for stage in r.stages)] for label, r in loaded.items()}
+    assert methods == {"lora": ["lora"], "qlora": ["qlora"], "full": ["full"], "galore": ["galore"],
+                       "knowtuning": ["lora", "dpo"], "dpo": ["lora", "dpo"]}
+    for label in ("knowtuning", "dpo"):  # their first stage is the lora point's training
+        assert loaded[label].method == loaded["lora"].method and loaded[label].training == loaded["lora"].training
+    # SFT + DPO is KnowTuning without its augmentation, on the same preference stage.
+    assert loaded["knowtuning"].knowtuning.augment and not loaded["dpo"].knowtuning.augment
+    assert loaded["knowtuning"].stages == loaded["dpo"].stages
     assert recipe.eval.baseline  # the base model's row comes from every run's baseline evaluation
 
 
