@@ -54,6 +54,12 @@ def test_bootstrap_intervals_are_seeded_and_bracket_the_mean():
     assert stats.mean_ci([0.5])["ci"] is None  # one item has no interval
     delta = stats.paired_delta_ci([0.5, 0.7, 0.9], [0.4, 0.6, 0.8])
     assert delta["mean"] == pytest.approx(0.1) and delta["ci"] == pytest.approx([0.1, 0.1])
+    # Perplexity, tuned minus base, resampled by question on both sides: token-weighted as each model's own.
+    tuned, base = ([1.0, 3.0, 1.0], [1, 3, 2]), ([2.0, 6.0, 3.0], [1, 3, 2])
+    ppl = stats.paired_ratio_delta_ci(tuned, base, transform=np.exp)
+    assert ppl["mean"] == pytest.approx(math.exp(5 / 6) - math.exp(11 / 6)) and ppl["n"] == 3
+    assert ppl["ci"][1] < 0  # every question's loss fell: no resample can show a rise
+    assert stats.paired_ratio_delta_ci(base, base)["ci"] == pytest.approx([0.0, 0.0])
 
 
 @pytest.mark.slow

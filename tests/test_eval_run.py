@@ -117,7 +117,10 @@ def test_base_and_lora_adapter_get_every_configured_metric(run_dir, shared_data,
     # The adapter is really applied: two steps on these answers lower their loss.
     assert metrics["models"]["tuned"]["loss"]["mean"] < metrics["models"]["base"]["loss"]["mean"]
     assert metrics["references"]["disclaimer"] == 1.0
-    assert {"rouge1", "bertscore_f1", "disclaimer"} <= set(metrics["deltas"])
+    assert {"rouge1", "bertscore_f1", "disclaimer", "loss", "perplexity"} <= set(metrics["deltas"])
+    models = metrics["models"]
+    for name in ("loss", "perplexity"):  # the paired delta's point is the difference of the two models' own
+        assert metrics["deltas"][name]["mean"] == pytest.approx(models["tuned"][name]["mean"] - models["base"][name]["mean"])
 
     for label in ("base", "tuned"):
         medqa = metrics["suites"]["medqa"][label]

@@ -2,7 +2,7 @@
 
 Writes eval/generations.jsonl (resumable), eval/per_item.jsonl and eval/metrics.json:
     {"models": {"base"|"tuned": {metric: {"mean", "ci": [lo, hi], "n"}}},
-     "deltas": {metric: {"mean", "ci", "n"}}            tuned minus base, paired by question
+     "deltas": {metric: {"mean", "ci", "n"}}            tuned minus base, paired by question (loss, perplexity too)
      "suites": {suite: {"base"|"tuned": {"n", "sample", "acc", "acc_ci", "gen_acc", "gen_acc_ci", "gen_invalid",
                                          "baseline", "baseline_label", "confusion": {"labels", "matrix"},
                                          "confusion_generation", "harness", "subtasks"?}}},
@@ -33,7 +33,7 @@ from .metrics import BertScore, score_answers
 from .perplexity import AnswerLoss, answer_losses
 from .safety import carries_disclaimer
 from .spec import EvalSpec
-from .stats import mean_ci, paired_delta_ci, ratio_ci
+from .stats import mean_ci, paired_delta_ci, paired_ratio_delta_ci, ratio_ci
 from .store import GenerationStore
 from .suites import check_suite_data, harness_model, harness_scores, run_harness, suite_items
 
@@ -184,6 +184,14 @@ def _paired_deltas(per_item: dict[str, list[dict]], spec: EvalSpec) -> dict:
         if pairs:
             deltas[name] = paired_delta_ci([t for t, _ in pairs], [b for _, b in pairs],
                                            samples=spec.bootstrap_samples, seed=spec.seed)
+    # Answer loss and perplexity as eval aggregates them (token-weighted), on the questions both models scored.
+    scored = [(t, b) for t, b in zip(tuned, base) if t.get("loss") is not None and b.get("loss") is not None]
+    if scored:
+        sides = [([r["loss"] * r["answer_tokens"] for r in side], [r["answer_tokens"] for r in side])
+                 for side in zip(*scored)]
+        boot = dict(samples=spec.bootstrap_samples, seed=spec.seed)
+        deltas["loss"] = paired_ratio_delta_ci(sides[0], sides[1], **boot)
+        deltas["perplexity"] = paired_ratio_delta_ci(sides[0], sides[1], transform=np.exp, **boot)
     return deltas
 
 

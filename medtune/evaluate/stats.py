@@ -55,6 +55,25 @@ def paired_delta_ci(after: Sequence[float], before: Sequence[float], *, samples:
     return mean_ci(np.asarray(after, dtype=float) - np.asarray(before, dtype=float), samples=samples, seed=seed)
 
 
+def paired_ratio_delta_ci(after: tuple[Sequence[float], Sequence[float]], before: tuple[Sequence[float], Sequence[float]],
+                          *, samples: int = 1000, seed: int = 0,
+                          transform: Callable[[np.ndarray], np.ndarray] = lambda x: x) -> dict:
+    """transform(sum num / sum den) after minus before (e.g. answer perplexity, tuned minus base), each side a
+    (numerators, denominators) pair per item, the same items resampled on both sides (a paired bootstrap)."""
+    (num_a, den_a), (num_b, den_b) = ([np.asarray(v, dtype=float) for v in side] for side in (after, before))
+    if num_a.size == 0 or num_a.size != num_b.size or den_a.sum() == 0 or den_b.sum() == 0:
+        return summary(float("nan"), None, int(min(num_a.size, num_b.size)))
+
+    def delta(idx: np.ndarray) -> np.ndarray:
+        return (transform(num_a[idx].sum(axis=-1) / den_a[idx].sum(axis=-1))
+                - transform(num_b[idx].sum(axis=-1) / den_b[idx].sum(axis=-1)))
+
+    point = float(delta(np.arange(num_a.size)))
+    if num_a.size < 2:
+        return summary(point, None, 1)
+    return summary(point, _interval(delta(_indices(num_a.size, samples, seed))), int(num_a.size))
+
+
 def paired_test(a: Sequence[float], b: Sequence[float], *, samples: int = 1000, seed: int = 0) -> dict:
     """Is a better than b on the same items? Mean difference a - b with its paired bootstrap interval, and the
     two-sided Wilcoxon signed-rank p-value (zero differences dropped; no differences at all: p = 1)."""
