@@ -157,8 +157,13 @@ def measure(study: Study, data: Path, runs_dir: Path, threads: int | None) -> di
     proc = subprocess.run([sys.executable, *cmd[1:]], cwd=REPO, env=env)
     wall = time.perf_counter() - started
     prefix = f"OMP_NUM_THREADS={threads} " if threads else ""
-    result = {"command": prefix + shlex.join(cmd), "wall_s": round(wall, 1), "exit_code": proc.returncode,
-              "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine()}
+    record = machine()
+    if threads:
+        record["torch_threads"] = threads  # the twin's, not this script's
+    # As a reader reruns it: DATA is their folder of the publishers' files, runs/ the default runs folder.
+    shown = command(study, Path("DATA"), Path("runs"))
+    result = {"command": prefix + shlex.join(shown), "wall_s": round(wall, 1), "exit_code": proc.returncode,
+              "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": record}
     runs, labels = run_dirs_of(runs_dir, twin, before)
     if not runs:
         result["error"] = "no finished run directory found"
@@ -232,7 +237,8 @@ def measured_block(study: Study, result: dict | None) -> str:
         m = {"cpu_model": m["cpu"], "cpus": m["cores"], "avx512f": m["avx512f"],
              "load_average_1min": result.get("load_average_1min_after")}
     where = describe(m) + " (1-minute load average at the end of the run: the machine was shared)"
-    lines = [f"Command (from the repository root, {result['date'][:10]}):", "",
+    lines = [f"Command (from the repository root, {result['date'][:10]}; DATA is the folder of the publishers' "
+             "files, laid out as medquad/, pubmedqa/, medqa/, medmcqa/):", "",
              f"    {result['command']}", "",
              f"Wall time {_minutes(result['wall_s'])} on {where}; exit code {result['exit_code']}."]
     if result.get("data_counts"):
