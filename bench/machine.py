@@ -51,7 +51,8 @@ def describe(record: dict) -> str:
     vector = "AVX-512" if record.get("avx512f") else "AVX2" if record.get("avx2") else "no AVX2"
     torch_part = ""
     if "torch_threads" in record:
-        torch_part = f" (torch {record['torch_cpu_capability']}, {record['torch_threads']} threads)"
+        threads = record["torch_threads"]
+        torch_part = f" (torch {record['torch_cpu_capability']}, {threads} thread{'' if threads == 1 else 's'})"
     gpu = f", GPU {record['cuda_device']}" if record.get("cuda_device") else ""
     return (f"{record['cpu_model']}, {record['cpus']} cores, {vector}{torch_part}{gpu}, "
             f"load {record['load_average_1min']}")
