@@ -68,8 +68,7 @@ def main() -> int:
             capability[side], value = one(env, args.threads)
             seconds[side].append(round(value, 3))
     ratio = statistics.median(seconds["avx2_only"]) / statistics.median(seconds["native"])
-    record = machine()
-    record["torch_threads"] = args.threads  # the passes', not this script's
+    record = machine(torch_threads=args.threads)  # the passes', not this script's
     result = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": record,
               "threads": args.threads, "capability": capability, "seconds_per_pass": seconds,
               "avx2_only_over_native": round(ratio, 3)}

@@ -30,8 +30,12 @@ def _cpuinfo() -> tuple[str, set[str]]:
     return model, flags
 
 
-def machine() -> dict:
-    """The record every bench/results/*.json carries under "machine"."""
+def machine(torch_threads: int | None = None) -> dict:
+    """The record every bench/results/*.json carries under "machine".
+
+    torch_threads: the threads the measured work ran with, where that is not this process's (a child process run
+    with OMP_NUM_THREADS, or a pass given its own count); default: this process's.
+    """
     model, flags = _cpuinfo()
     record = {"cpu_model": model, "cpus": os.cpu_count(),
               **{flag: flag in flags for flag in FLAGS},
@@ -40,7 +44,7 @@ def machine() -> dict:
         import torch
     except ImportError:
         return record
-    record.update(torch=torch.__version__, torch_threads=torch.get_num_threads(),
+    record.update(torch=torch.__version__, torch_threads=torch_threads or torch.get_num_threads(),
                   torch_cpu_capability=torch.backends.cpu.get_cpu_capability(),
                   cuda_device=torch.cuda.get_device_name(0) if torch.cuda.is_available() else None)
     return record

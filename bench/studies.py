@@ -157,9 +157,7 @@ def measure(study: Study, data: Path, runs_dir: Path, threads: int | None) -> di
     proc = subprocess.run([sys.executable, *cmd[1:]], cwd=REPO, env=env)
     wall = time.perf_counter() - started
     prefix = f"OMP_NUM_THREADS={threads} " if threads else ""
-    record = machine()
-    if threads:
-        record["torch_threads"] = threads  # the twin's, not this script's
+    record = machine(torch_threads=threads)  # the twin's, not this script's
     # As a reader reruns it: DATA is their folder of the publishers' files, runs/ the default runs folder.
     shown = command(study, Path("DATA"), Path("runs"))
     result = {"command": prefix + shlex.join(shown), "wall_s": round(wall, 1), "exit_code": proc.returncode,
