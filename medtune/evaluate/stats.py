@@ -35,11 +35,15 @@ def ratio_ci(numerators: Sequence[float], denominators: Sequence[float], *, samp
     num, den = np.asarray(numerators, dtype=float), np.asarray(denominators, dtype=float)
     if num.size == 0 or den.sum() == 0:
         return summary(float("nan"), None, int(num.size))
-    point = float(transform(np.array(num.sum() / den.sum())))
+    point = float(_ratio(num, den, np.arange(num.size), transform))
     if num.size < 2:
         return summary(point, None, 1)
-    idx = _indices(num.size, samples, seed)
-    return summary(point, _interval(transform(num[idx].sum(axis=1) / den[idx].sum(axis=1))), int(num.size))
+    return summary(point, _interval(_ratio(num, den, _indices(num.size, samples, seed), transform)), int(num.size))
+
+
+def _ratio(num: np.ndarray, den: np.ndarray, idx: np.ndarray, transform: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """transform(sum num / sum den) over the items idx picks (one row of indices per resample, or one set)."""
+    return transform(num[idx].sum(axis=-1) / den[idx].sum(axis=-1))
 
 
 def statistic_ci(n: int, statistic: Callable[[np.ndarray], float], *, samples: int = 1000, seed: int = 0) -> dict:
@@ -65,8 +69,7 @@ def paired_ratio_delta_ci(after: tuple[Sequence[float], Sequence[float]], before
         return summary(float("nan"), None, int(min(num_a.size, num_b.size)))
 
     def delta(idx: np.ndarray) -> np.ndarray:
-        return (transform(num_a[idx].sum(axis=-1) / den_a[idx].sum(axis=-1))
-                - transform(num_b[idx].sum(axis=-1) / den_b[idx].sum(axis=-1)))
+        return _ratio(num_a, den_a, idx, transform) - _ratio(num_b, den_b, idx, transform)
 
     point = float(delta(np.arange(num_a.size)))
     if num_a.size < 2:
