@@ -91,7 +91,8 @@ def _add_run(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a recipe key (validated like the file)")
     p.add_argument("--dry-run", action="store_true", help="validate, render and print the plan; run nothing")
     p.add_argument("--stages", metavar="LIST", help="comma-separated subset of preprocess,train,eval,report")
-    p.add_argument("--resume", metavar="RUN_DIR|latest", help="continue a run: skip finished stages, resume training from its newest checkpoint")
+    p.add_argument("--resume", metavar="RUN_DIR|latest", help="continue a run: skip finished stages, resume training from its newest checkpoint "
+                        "(with the --stages and --rehearse the run was started with, unless given again)")
     p.add_argument("--rehearse", action="store_true",
                    help="rehearse a GPU recipe on CPU before paying for GPUs: every stage (or --stages) with SmolLM2, "
                         "3 training steps (2 processes over gloo for multi-GPU/DeepSpeed), a small eval; what was "
@@ -122,6 +123,9 @@ def _run_run(args: argparse.Namespace) -> int:
             return resume_sweep(options, sweep_dir, list(args.set))
         run = find_resume_dir(args.resume, args.runs_dir, args.recipe, args.rehearse)
         old = run.manifest_data()
+        # The interrupted command continues: its --stages and --rehearse (runs from before they were recorded: a
+        # rehearsal is known by its manifest entry).
+        options = options.continuing(old.get("options") or {"rehearse": "rehearsal" in old})
         # The recipe's relative paths start where the original recipe file was, not in the run directory.
         recipe_path = Path(old.get("recipe_source") or run.recipe)
         overrides = old.get("overrides", []) + list(args.set)

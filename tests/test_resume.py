@@ -59,6 +59,35 @@ def test_resume_a_demo_run_from_another_working_directory(tmp_path, monkeypatch,
     assert json.loads((run_dir / "data" / "manifest.json").read_text())["options"]["split"]["seed"] == 7
 
 
+def test_resume_continues_the_interrupted_command_its_stages_and_its_rehearsal(tmp_path, monkeypatch, capsys):
+    """`--resume RUN_DIR`, as the interrupted message prints it, continues the command that was interrupted: a
+    `--stages preprocess` run does not go on to train, and a rehearsal stays a rehearsal (on CPU, with SmolLM2),
+    not the GPU recipe its run directory holds."""
+    from medquad_hub import write_medquad_hub
+
+    from hub_cache import use_hub_cache
+
+    write_medquad_hub(use_hub_cache(monkeypatch, tmp_path / "hf"))
+    runs = tmp_path / "runs"
+    monkeypatch.chdir(REPO)
+    assert main(["recipes/llama3b-qlora.yaml", "--rehearse", "--stages", "preprocess", "--runs-dir", str(runs)]) == 0
+    (run_dir,) = (runs / "llama3b-qlora-rehearsal").iterdir()
+    assert json.loads((run_dir / "manifest.json").read_text())["options"] == {"stages": ["preprocess"], "rehearse": True}
+    capsys.readouterr()
+
+    assert main(["--resume", str(run_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "rehearsal of llama3b-qlora on CPU" in out
+    assert "preprocess: inputs unchanged since it finished; skipped" in out and "train" not in out.split("skipped", 1)[1]
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert sorted(manifest["stages"]) == ["preprocess"] and manifest["status"] == "done"
+
+    # --stages given again wins (a dry run: the plan, still the rehearsal's).
+    assert main(["--resume", str(run_dir), "--stages", "preprocess,train", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "preprocess -> train" in out and "rehearsal of llama3b-qlora on CPU" in out
+
+
 def test_resume_the_methods_sweep_from_another_working_directory(tmp_path, monkeypatch, capsys):
     """`RECIPE --resume latest` of a sweep recipe continues the sweep: each point in the run directory it had."""
     runs = tmp_path / "runs"
@@ -115,6 +144,7 @@ sweep:
     def fake_run_one(options, point_recipe, recipe_path, overrides, run):
         label = point_recipe.name.split(".", 1)[1]
         calls.append((label, run.path, Path(recipe_path)))
+        assert options.stages == ("preprocess", "train"), options  # on resume too, though not given again
         if label in interrupt:
             return 130
         (run.path / "recipe.resolved.yaml").write_text(yaml.safe_dump(point_recipe.model_dump(mode="json")))
@@ -138,7 +168,7 @@ sweep:
     monkeypatch.chdir(elsewhere)
     calls.clear()
     interrupt.clear()
-    assert main(["--resume", str(sweep_dir), "--stages", "preprocess,train"]) == 0
+    assert main(["--resume", str(sweep_dir)]) == 0  # the interrupted command's --stages continue
     again = {label: path for label, path, _ in calls}
     assert list(again) == ["rank-4", "rank-8", "rank-16"]
     assert again["rank-4"] == first["rank-4"] and again["rank-8"] == first["rank-8"]

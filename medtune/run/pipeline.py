@@ -10,7 +10,7 @@ import json
 import shlex
 import shutil
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -41,6 +41,18 @@ class RunOptions:
     runs_dir: Path = Path("runs")
     argv: tuple[str, ...] = field(default_factory=lambda: tuple(sys.argv))
     """Recorded in the manifest: how the run was started."""
+
+    def recorded(self) -> dict:
+        """What a run's manifest (a sweep's sweep.json) keeps, so `--resume` continues the same command."""
+        return {"stages": list(self.stages) if self.stages is not None else None, "rehearse": self.rehearse}
+
+    def continuing(self, recorded: dict) -> "RunOptions":
+        """The options of a resumed run or sweep: the stages and rehearsal its last command asked for, where this
+        command does not say (`--stages` given now wins; a rehearsal stays one)."""
+        stages = self.stages
+        if stages is None and recorded.get("stages") is not None:
+            stages = tuple(recorded["stages"])
+        return replace(self, stages=stages, rehearse=self.rehearse or bool(recorded.get("rehearse")))
 
 
 @dataclass(frozen=True)
@@ -367,7 +379,8 @@ def run_one(options: RunOptions, recipe: Recipe, recipe_path: Path, overrides: l
     run.resolved.write_text(yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False))
     rendered.write(run.path)
     manifest = RunManifest(run.path)
-    manifest.data.update({"recipe_source": str(recipe_path.resolve()), "overrides": overrides})
+    manifest.data.update({"recipe_source": str(recipe_path.resolve()), "overrides": overrides,
+                          "options": options.recorded()})
     if rehearsal is not None:
         manifest.data["rehearsal"] = rehearsal.manifest_entry()  # what the run swapped, so it says what it did not prove
     manifest.start(recipe.name, sha256_file(run.recipe), recipe.training.seed, list(options.argv))

@@ -204,7 +204,8 @@ def run_sweep(options: RunOptions, recipe_path: Path, recipe: Recipe, overrides:
     sweep_dir = RunDir.create(options.runs_dir, recipe.name).path
     shutil.copyfile(recipe_path, sweep_dir / SWEEP_RECIPE)
     summary = {"recipe": recipe.name, "recipe_source": str(recipe_path.resolve()), "overrides": list(overrides),
-               "metric": recipe.sweep.metric, "created": now(), "status": "running", "points": []}
+               "options": options.recorded(), "metric": recipe.sweep.metric, "created": now(), "status": "running",
+               "points": []}
     console.print(f"[bold]sweep directory:[/bold] {sweep_dir}")
     return _sweep(options, recipe_path, recipe, prepared, summary, sweep_dir, recipe_path, None)
 
@@ -234,6 +235,8 @@ def resume_sweep(options: RunOptions, sweep_dir: Path, extra: list[str]) -> int:
     from ..recipe.loader import load
 
     summary = json.loads((sweep_dir / SWEEP_FILE).read_text())
+    options = options.continuing(summary.get("options", {}))  # the interrupted command's --stages, --rehearse
+    summary["options"] = options.recorded()
     recipe_path = Path(summary["recipe_source"])
     copy = sweep_dir / SWEEP_RECIPE
     source = copy if copy.is_file() else recipe_path  # sweeps made before the copy was kept
