@@ -39,8 +39,10 @@ $(VENV)/.installed-gpu: $(VENV)/.installed requirements-gpu.txt constraints.txt
 	$(PY) -m pip install --quiet --no-build-isolation -r requirements-gpu.txt -c constraints.txt
 	touch $@
 
-# Two test processes: most slow tests train or score on one thread, so the second core would idle; a file's tests
-# stay in one process (loadfile), so its fixtures are built once. TEST_WORKERS=0 runs them in this process.
+# Two test processes, one compute thread each (tests/conftest.py): most slow tests train or score on one thread, so the
+# second core would idle; a file's tests stay in one process (loadfile), so its fixtures are built once, and files go
+# out in the order tests/conftest.py collects them (longest first; --no-loadscope-reorder keeps xdist from putting the
+# files with the most tests first). TEST_WORKERS=0 runs them in this process.
 TEST_WORKERS ?= 2
 
 demo: setup
@@ -48,7 +50,7 @@ demo: setup
 
 # --durations: the slowest tests' times in every log (CI's included), so a slow newcomer is seen the day it lands.
 test: setup
-	$(PY) -m pytest -q --durations=15 -n $(TEST_WORKERS) --dist loadfile
+	$(PY) -m pytest -q --durations=15 -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 # The performance section's measurements (peers: medtune vs TRL vs plain Axolotl); each prints a table and writes bench/results/*.json.
 bench: setup

@@ -12,6 +12,14 @@ from medtune.core.env import private_env
 os.environ["HF_HUB_OFFLINE"] = "1"
 private_env()
 
+# Under `pytest -n N` (make test: one worker per core), one compute thread per process, inherited by every
+# command a test starts (launch passes it on as accelerate's thread count): two workers each running
+# two-thread torch on two cores wait on each other at every op (measured 3-7x slower here). A value the
+# developer set wins; a lone pytest process keeps torch's default.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(name, "1")
+
 # DeepSpeed (imported by Axolotl) binds a logging handler to sys.stdout the first time it is imported.
 # Imported here, that is pytest's session-long stream; first imported inside a test using capsys, it
 # would keep that test's stream, closed afterwards, and a later DeepSpeed log line would crash the run.
@@ -49,3 +57,24 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+# `make test` hands whole files to its two workers (--dist loadfile, --no-loadscope-reorder), in the order
+# collected. The longest files go first, so the short ones fill in at the end instead of one worker running a
+# 4-minute file alone while the other idles. Minutes measured 2026-11-30 (`make test` prints the slowest tests);
+# a stale order only costs balance, never a result.
+LONGEST_FIRST = (
+    "test_train.py",              # 3.5 min: LoRA, full and GaLore training
+    "test_train_interrupt.py",    # 3.5 min: SIGKILL + resume, SIGTERM, a packed epoch
+    "test_rehearse_pipeline.py",  # 2.6 min: the headline recipe's whole rehearsal
+    "test_rehearse.py",           # 3 min: ZeRO-2 and ZeRO-3 rehearsals on two processes
+    "test_sweep.py",              # 2 min: a real two-point sweep
+    "test_eval_suites.py",        # 1.8 min: the suites against lm-eval's simple_evaluate
+    "test_bench_gpu.py",          # 1.6 min: the GPU acceptance script's --tiny run
+    "test_stages.py",             # 1.6 min: the KnowTuning recipe, SFT then DPO
+)
+
+
+def pytest_collection_modifyitems(items):
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: each file keeps its own order
