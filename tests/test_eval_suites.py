@@ -21,7 +21,7 @@ from medtune.evaluate.suite_sample import describe, stratified_sample
 from medtune.models.loader import ModelRef, load
 
 HARNESS_TASKS = Path(lm_eval.__file__).parent / "tasks"
-LIMIT = 2  # per suite (per subject for MMLU); both runs score every prompt token: 8 costs ~140 s on 2 cores, 2 a quarter
+LIMIT = 1  # per suite (per subject for MMLU); both runs score every prompt token: 8 costs ~140 s on 2 cores, 2 a quarter, 1 an eighth
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -37,7 +37,7 @@ data:
 training:
   max_steps: 2
   warmup_ratio: 0.0
-  micro_batch_size: 2
+  micro_batch_size: 1
   sequence_len: 256
 launch: {{device: cpu}}
 {eval_section}
