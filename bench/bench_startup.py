@@ -1,15 +1,17 @@
 #!/usr/bin/env python
-"""Benchmark: a CPU training launch's start-up with medtune's `dataset_num_proc: 1` against Axolotl's default.
+"""Benchmark: a CPU training launch's start-up with medtune's two start-up settings, each against its absence.
 
-    python bench/bench_startup.py [--recipe recipes/smollm2-135m-lora.yaml] [--pairs 4]
+    python bench/bench_startup.py [--recipe recipes/smollm2-135m-lora.yaml] [--rounds 4]
 
-Axolotl's default is one dataset process per core; its packing sampler then packs in a pool of forked processes,
-a new pool at each of its length estimates, and every fork compiles the packer's numba code again. medtune's
-rendered config for a CPU run sets `dataset_num_proc: 1`. This times the training stage's own command (`accelerate
-launch -m axolotl.cli.train`, as launch.py runs it) for one optimizer step on the recipe's data, with the rendered
-config (A) and the same config without that key (B), in turns A B A B ... in one run directory (its tokenized
-copy removed before each start), and prints each side's median and the median of the pairs' ratios A/B. Writes
-bench/results/startup.json with the machine.
+medtune's rendered config for a CPU run sets `dataset_num_proc: 1` (Axolotl's default is one dataset process per
+core; its packing sampler then packs in a pool of forked processes, a new pool at each of its length estimates,
+and every fork compiles the packer's numba code again), and every rendered config lists the FrozenImports plugin
+(medtune/launch/axolotl_plugin.py: the imported libraries left out of each of Axolotl's gc.collect() passes).
+This times the training stage's own command (`accelerate launch -m axolotl.cli.train`, as launch.py runs it) for
+one optimizer step on the recipe's data with the rendered config (A), the same config at Axolotl's default
+dataset_num_proc (B), and the same config without FrozenImports (C), in turns A B C A B C ... in one run directory
+(its tokenized copy removed before each start). It prints each variant's median and the median of each round's
+ratios A/B and A/C, and writes bench/results/startup.json with the machine.
 """
 from __future__ import annotations
 
@@ -36,7 +38,7 @@ from machine import describe as describe_machine, machine  # noqa: E402  (beside
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--recipe", default="recipes/smollm2-135m-lora.yaml")
-    parser.add_argument("--pairs", type=int, default=4, help="A/B pairs timed (default 4)")
+    parser.add_argument("--rounds", type=int, default=4, help="rounds of the three variants timed (default 4)")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "startup.json")
     args = parser.parse_args()
 
@@ -58,44 +60,47 @@ def main() -> int:
         if recipe.launch.device != "cpu":
             parser.error(f"{args.recipe} is not a CPU recipe")
         rendered = yaml.safe_load((run_dir / "axolotl.yaml").read_text())
-        if rendered.get("dataset_num_proc") != 1:
-            parser.error("the rendered config does not set dataset_num_proc: 1; nothing to compare")
-        default = {k: v for k, v in rendered.items() if k != "dataset_num_proc"}
-        (run_dir / "a.yaml").write_text(yaml.safe_dump(rendered, sort_keys=False))
-        (run_dir / "b.yaml").write_text(yaml.safe_dump(default, sort_keys=False))
+        plugin = "medtune.launch.axolotl_plugin.FrozenImports"
+        if rendered.get("dataset_num_proc") != 1 or plugin not in rendered.get("plugins", []):
+            parser.error("the rendered config lacks dataset_num_proc: 1 or the FrozenImports plugin; nothing to compare")
+        variants = {
+            "rendered": rendered,
+            "axolotl_default_dataset_num_proc": {k: v for k, v in rendered.items() if k != "dataset_num_proc"},
+            "without_frozen_imports": {**rendered, "plugins": [p for p in rendered["plugins"] if p != plugin]},
+        }
+        for name, config in variants.items():
+            (run_dir / f"{name}.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
         env = child_env()
 
-        def launch(config: str) -> float:
+        def launch(name: str) -> float:
             shutil.rmtree(run_dir / "train", ignore_errors=True)  # no tokenized copy, no checkpoint to resume
             started = time.perf_counter()
-            proc = subprocess.run(train_command(recipe, 1, config=config), cwd=run_dir, env=env,
+            proc = subprocess.run(train_command(recipe, 1, config=f"{name}.yaml"), cwd=run_dir, env=env,
                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
             if proc.returncode != 0:
-                raise SystemExit(f"{config}: exit {proc.returncode}\n{proc.stderr[-3000:]}")
+                raise SystemExit(f"{name}: exit {proc.returncode}\n{proc.stderr[-3000:]}")
             return time.perf_counter() - started
 
         record = machine()
-        pairs = []
-        for i in range(args.pairs):
-            a, b = launch("a.yaml"), launch("b.yaml")
-            pairs.append((a, b))
-            print(f"pair {i + 1}: dataset_num_proc 1 {a:.1f} s, Axolotl's default {b:.1f} s", flush=True)
+        rounds = []
+        for i in range(args.rounds):
+            rounds.append({name: launch(name) for name in variants})
+            print(f"round {i + 1}: " + ", ".join(f"{name} {sec:.1f} s" for name, sec in rounds[-1].items()), flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
-    a_med = statistics.median(a for a, _ in pairs)
-    b_med = statistics.median(b for _, b in pairs)
-    ratio = statistics.median(a / b for a, b in pairs)
+    medians = {name: round(statistics.median(r[name] for r in rounds), 2) for name in rounds[0]}
+    ratios = {f"rendered / {name}": round(statistics.median(r["rendered"] / r[name] for r in rounds), 3)
+              for name in rounds[0] if name != "rendered"}
     result = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "recipe": args.recipe,
               "machine": record, "what": "accelerate launch -m axolotl.cli.train, one optimizer step",
-              "seconds": {"dataset_num_proc_1": [round(a, 2) for a, _ in pairs],
-                          "axolotl_default": [round(b, 2) for _, b in pairs]},
-              "median_seconds": {"dataset_num_proc_1": round(a_med, 2), "axolotl_default": round(b_med, 2)},
-              "median_pair_ratio": round(ratio, 3)}
+              "seconds": {name: [round(r[name], 2) for r in rounds] for name in rounds[0]},
+              "median_seconds": medians, "median_round_ratio": ratios}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))
-    print(f"{describe_machine(record)}\nmedian: {a_med:.1f} s with dataset_num_proc 1, {b_med:.1f} s with Axolotl's "
-          f"default; median pair ratio {ratio:.3f}")
+    print(describe_machine(record))
+    print("median seconds: " + ", ".join(f"{name} {sec:.1f}" for name, sec in medians.items()))
+    print("median round ratio: " + ", ".join(f"{name} {ratio:.3f}" for name, ratio in ratios.items()))
     return 0
 
 

@@ -1,5 +1,6 @@
-"""Axolotl plugins that medtune's rendered configs list: weights initialised from the recipe's seed (every
-config), and every packed row trained, every epoch (configs with sample packing).
+"""Axolotl plugins that medtune's rendered configs list: the imported libraries kept out of the garbage
+collector's passes and weights initialised from the recipe's seed (every config), and every packed row trained,
+every epoch (configs with sample packing).
 
 Axolotl 0.19's packing sampler packs each epoch's shuffled rows first-fit into bins of `sequence_len`
 tokens, groups `micro_batch_size` bins per step (with flash attention: one bin of micro_batch_size x
@@ -18,6 +19,8 @@ same number of steps.
 """
 from __future__ import annotations
 
+import atexit
+import gc
 import math
 import os
 
@@ -70,6 +73,31 @@ def every_row(sampler: MultipackBatchSampler) -> MultipackBatchSampler:
         return sampler
     return EveryRowSampler(sampler.sampler, batch_size=sampler.batch_size, batch_max_len=sampler.batch_max_len,
                            lengths=sampler.lengths, bin_size=sampler.bin_size, drop_last=False)
+
+
+class FrozenImports(BasePlugin):
+    """Takes the objects alive when Axolotl loads its plugins out of the garbage collector's passes (`gc.freeze`).
+
+    By then a training process has imported torch, transformers, DeepSpeed and Axolotl: some 670,000 objects that
+    live as long as the process, which every full `gc.collect()` walks again (0.35 s each on one AVX-512 core).
+    Axolotl 0.19 collects at each of its packing sampler's length estimates and more, 16 times before the first
+    step of a one-step run. Frozen, those passes only walk what training made since. They are unfrozen at exit,
+    so the interpreter's last collection sees everything, as without this plugin. `bench/bench_startup.py`
+    measures it.
+
+    Frozen from `load_datasets`, the first hook Axolotl calls only in a training process (returning None, it
+    leaves the loading to Axolotl): `register` also runs where medtune checks a rendered config (the launching
+    process, the tests), whose later garbage must stay collectable.
+    """
+
+    _frozen = False
+
+    def load_datasets(self, cfg, preprocess=False):
+        if not FrozenImports._frozen:
+            FrozenImports._frozen = True
+            gc.freeze()
+            atexit.register(gc.unfreeze)
+        return None
 
 
 class SeededInit(BasePlugin):
