@@ -61,17 +61,17 @@ def one_torch_thread():
 
 # `make test` hands whole files to its two workers (--dist loadfile, --no-loadscope-reorder), in the order
 # collected. The longest files go first, so the short ones fill in at the end instead of one worker running a
-# 4-minute file alone while the other idles. Minutes measured 2026-11-30 (`make test` prints the slowest tests);
-# a stale order only costs balance, never a result.
+# 3-minute file alone while the other idles. Minutes from `make test` at 4fb2f01 (2026-11-30, 2 AVX-512 cores; it
+# prints the slowest tests); a stale order only costs balance, never a result.
 LONGEST_FIRST = (
-    "test_train.py",              # 3.5 min: LoRA, full and GaLore training
-    "test_train_interrupt.py",    # 3.5 min: SIGKILL + resume, SIGTERM, a packed epoch
-    "test_rehearse_pipeline.py",  # 2.6 min: the headline recipe's whole rehearsal
-    "test_rehearse.py",           # 3 min: ZeRO-2 and ZeRO-3 rehearsals on two processes
-    "test_sweep.py",              # 2 min: a real two-point sweep
-    "test_eval_suites.py",        # 1.8 min: the suites against lm-eval's simple_evaluate
-    "test_bench_gpu.py",          # 1.6 min: the GPU acceptance script's --tiny run
-    "test_stages.py",             # 1.6 min: the KnowTuning recipe, SFT then DPO
+    "test_train.py",              # 2.9 min: LoRA, full and GaLore training
+    "test_train_interrupt.py",    # 2.3 min: SIGKILL + resume, SIGTERM, a packed epoch
+    "test_rehearse_pipeline.py",  # 3.0 min: the headline recipe's whole rehearsal
+    "test_rehearse.py",           # 3.0 min: ZeRO-2 and ZeRO-3 rehearsals on two processes
+    "test_sweep.py",              # 1.1 min: a real two-point sweep
+    "test_eval_suites.py",        # 0.8 min: the suites against lm-eval's simple_evaluate
+    "test_bench_gpu.py",          # 1.3 min: the GPU acceptance script's --tiny run
+    "test_stages.py",             # 1.4 min: the KnowTuning recipe, SFT then DPO
 )
 
 

@@ -76,7 +76,7 @@ def every_row(sampler: MultipackBatchSampler) -> MultipackBatchSampler:
 
 
 class FrozenImports(BasePlugin):
-    """Takes the objects alive when Axolotl loads its plugins out of the garbage collector's passes (`gc.freeze`).
+    """Takes the objects alive when training starts out of the garbage collector's passes (`gc.freeze`).
 
     By then a training process has imported torch, transformers, DeepSpeed and Axolotl: some 670,000 objects that
     live as long as the process, which every full `gc.collect()` walks again (0.35 s each on one AVX-512 core).
