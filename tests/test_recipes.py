@@ -167,3 +167,28 @@ def test_catalog_models_resolve_without_network():
     for key, facts in models.catalog().items():
         resolved = models.resolve(key)
         assert resolved == facts.hub_id or Path(resolved).parent == cache_dir() / "models"
+
+
+def test_frozen_imports_freeze_a_training_process_only(monkeypatch):
+    """Rendering a recipe runs Axolotl's own config check in this process, which registers the rendered plugins;
+    FrozenImports must leave this process's garbage collectable and freeze only when training loads its data."""
+    import gc
+
+    from medtune.launch import axolotl_plugin
+
+    rendered = render(load(REPO / "recipes" / "smollm2-135m-lora.yaml")[0])  # with Axolotl's check
+    assert rendered.axolotl["plugins"][0] == "medtune.launch.axolotl_plugin.FrozenImports"
+    assert gc.get_freeze_count() == 0
+    plugin = axolotl_plugin.FrozenImports()
+    plugin.register({})
+    assert gc.get_freeze_count() == 0 and not axolotl_plugin.FrozenImports._frozen
+    # Where training starts: everything alive is frozen once, and Axolotl still loads the data (None).
+    monkeypatch.setattr(axolotl_plugin.FrozenImports, "_frozen", False)
+    try:
+        assert plugin.load_datasets({}, preprocess=False) is None
+        frozen = gc.get_freeze_count()
+        assert frozen > 100_000  # this process's imports: torch, transformers, Axolotl
+        plugin.load_datasets({}, preprocess=False)
+        assert gc.get_freeze_count() == frozen
+    finally:
+        gc.unfreeze()
