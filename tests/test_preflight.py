@@ -191,6 +191,47 @@ def test_bf16_full_fine_tune_checkpoints_hold_fp32_master_weights_and_moments():
     per_checkpoint, final = preflight.checkpoint_bytes(r)
     assert per_checkpoint == pytest.approx(12 * params) and final == pytest.approx(2 * params)
 
+def cached_snapshot(hub: Path, repo_id: str, config: dict) -> Path:
+    """repo_id in the Hugging Face cache (refs/main -> snapshots/<commit>/) with its config.json only."""
+    import json
+
+    repo = hub / ("models--" + repo_id.replace("/", "--"))
+    snapshot = repo / "snapshots" / ("1" * 40)
+    snapshot.mkdir(parents=True)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("1" * 40)
+    (snapshot / "config.json").write_text(json.dumps(config))
+    return snapshot
+
+
+def test_checkpoints_are_sized_from_the_weights_in_the_cache_not_the_catalog(empty_hub, monkeypatch):
+    """Other weights under a catalog model's Hub id (bench/gpu_acceptance.py --tiny's 2-layer stand-in for
+    Llama-3.2-1B) are sized as themselves: its full fine-tune needs kilobytes, not the 32 GiB of the real 1.24 B
+    parameters, and is not refused on a disk with 1 GiB free. Before its weights are downloaded the catalog's
+    figures stand."""
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    r = recipe("llama1b-full", "training.max_steps=10")
+    catalog = models.lookup(r.model)
+    config = {"hidden_size": 64, "intermediate_size": 128, "num_attention_heads": 4, "num_key_value_heads": 2,
+              "head_dim": 16, "vocab_size": 300, "num_hidden_layers": 2}
+    snapshot = cached_snapshot(empty_hub, catalog.hub_id, config)
+    assert models.as_found(r.model) == catalog  # config.json alone: the weights are not here yet
+    assert preflight.checkpoint_bytes(r)[0] == pytest.approx(12 * catalog.params_b * 1e9)
+
+    tensors = {"embed": np.zeros((300, 64), np.float32), "layer": np.zeros((2, 64, 128), np.float32)}
+    save_file(tensors, str(snapshot / "model.safetensors"))
+    params = 300 * 64 + 2 * 64 * 128
+    found = models.as_found(r.model)
+    assert (found.params_b * 1e9, found.hidden_size, found.kv_dim, found.num_layers) == (pytest.approx(params), 64, 32, 2)
+    assert preflight.checkpoint_bytes(r) == (pytest.approx(12 * params), pytest.approx(2 * params))
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(100 * GIB, 99 * GIB, GIB))
+    assert preflight.disk_problems(r, empty_hub) == []
+    monkeypatch.setattr(models, "as_found", models.lookup)  # sized by the catalog, the same disk refuses it
+    assert "checkpoints need about" in problems({"train": preflight.disk_problems(r, empty_hub)}, "train")
+
+
 # ---------------------------------------------------------------- the model: gated, cached, offline
 
 

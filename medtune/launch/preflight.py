@@ -102,7 +102,7 @@ def gpu_problems(recipe: Recipe) -> list[Problem]:
         found.append(Problem("launch.gpus", f"the recipe wants {launch.gpus} GPUs per machine and this one has {count}", launch.gpus))
     used = range(min(count, launch.gpus))
     props = [torch.cuda.get_device_properties(i) for i in used]
-    facts = models.lookup(recipe.model)
+    facts = models.as_found(recipe.model)
     if facts is not None and props:
         index, estimate = largest_estimate(recipe, facts)  # the training stage that needs the most
         need = estimate.total_gib
@@ -129,13 +129,14 @@ def gpu_problems(recipe: Recipe) -> list[Problem]:
 
 
 def checkpoint_bytes(recipe: Recipe) -> tuple[float, float] | None:
-    """(bytes of one checkpoint, bytes of the final weights) for a catalog model; None outside the catalog.
+    """(bytes of one checkpoint, bytes of the final weights) for a catalog model, sized as the weights found here
+    (models.as_found); None outside the catalog.
 
     A checkpoint holds what training saves to resume: the trainable weights and the optimizer's two AdamW moments
     (fp32 master weights and moments under DeepSpeed ZeRO, sharded across ranks but summed on disk, and with
     medtune's fp32 master weights for full and GaLore runs in bf16/fp16).
     """
-    facts = models.lookup(recipe.model)
+    facts = models.as_found(recipe.model)
     if facts is None:
         return None
     t, m = recipe.training, recipe.method
@@ -174,7 +175,7 @@ def disk_problems(recipe: Recipe, runs_dir: Path) -> list[Problem]:
     kept = checkpoints_kept(recipe)
     # Each later stage keeps as many checkpoints of the same size, and from an adapter it first saves the merged
     # weights it starts from (train-<stage>/start/), in the model's own dtype.
-    facts = models.lookup(recipe.model)
+    facts = models.as_found(recipe.model)
     merged = facts.params_b * 1e9 * (2 if recipe.training.precision in ("bf16", "fp16") else 4) \
         if recipe.method.name in ("lora", "qlora") else 0
     need = (1 + len(recipe.stages)) * (kept * per_checkpoint + final) + len(recipe.stages) * merged

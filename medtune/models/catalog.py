@@ -12,7 +12,8 @@ import json
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass, field
+import math
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -87,6 +88,71 @@ def lookup(ref: str) -> ModelFacts | None:
         if facts.hub_id.lower() == ref.lower():
             return facts
     return None
+
+
+def as_found(ref: str) -> ModelFacts | None:
+    """The catalog entry, sized from the weights this machine would load when they are already here.
+
+    Pre-flight sizes checkpoints and GPU memory with these facts. Under a catalog model's name may sit other
+    weights (a copy saved under its Hub id, the 2-layer stand-in of bench/gpu_acceptance.py --tiny): they are
+    sized as what they are. Before the weights are on this machine (a Hub model not yet downloaded), or when
+    their files cannot be read as a Hugging Face folder, the catalog's figures stand.
+    """
+    facts = lookup(ref)
+    if facts is None:
+        return None
+    try:
+        folder = local_weights(resolve(ref))
+        if folder is None:
+            return facts
+        config = json.loads((folder / "config.json").read_text())
+        params = safetensors_params(folder)
+        hidden, heads = config["hidden_size"], config["num_attention_heads"]
+        sizes = dict(hidden_size=hidden, intermediate_size=config["intermediate_size"],
+                     kv_dim=config.get("num_key_value_heads", heads) * (config.get("head_dim") or hidden // heads),
+                     vocab_size=config["vocab_size"], num_layers=config["num_hidden_layers"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return facts
+    return facts if params is None else replace(facts, params_b=params / 1e9, **sizes)
+
+
+def local_weights(resolved: str) -> Path | None:
+    """The folder holding a model's config.json and weights when both are on this machine: a local folder, or the
+    Hugging Face cache's snapshot of a Hub id (nothing is downloaded); None otherwise."""
+    from huggingface_hub import try_to_load_from_cache
+
+    from ..core.hub import hub_cache_dir
+
+    folder = Path(resolved)
+    if not folder.is_dir():
+        config = try_to_load_from_cache(resolved, "config.json", cache_dir=hub_cache_dir())
+        if not isinstance(config, str):
+            return None
+        folder = Path(config).parent
+    if not (folder / "config.json").is_file() or weight_files(folder) is None:
+        return None
+    return folder
+
+
+def weight_files(folder: Path) -> list[Path] | None:
+    """A Hugging Face folder's safetensors weights as transformers loads them (the shards its index names, else
+    model.safetensors; a repo's other copies, such as Mistral's consolidated.safetensors, are not weights it
+    loads); None unless every one is there."""
+    index = folder / "model.safetensors.index.json"
+    names = sorted(set(json.loads(index.read_text())["weight_map"].values())) if index.is_file() else ["model.safetensors"]
+    paths = [folder / name for name in names]
+    return paths if all(p.is_file() for p in paths) else None
+
+
+def safetensors_params(folder: Path) -> int | None:
+    """The number of parameters in a folder's weights, read from the safetensors headers (no tensor is loaded)."""
+    from safetensors import safe_open
+
+    total = 0
+    for path in weight_files(folder) or []:
+        with safe_open(str(path), framework="numpy") as f:
+            total += sum(math.prod(f.get_slice(name).get_shape()) for name in f.keys())
+    return total or None
 
 
 def looks_like_path(ref: str) -> bool:
