@@ -154,6 +154,24 @@ def test_bad_run_directories_exit_2(tmp_path: Path, capsys, make, message):
     assert message in capsys.readouterr().err
 
 
+def test_a_later_stage_loss_has_its_own_column(tmp_path: Path):
+    """A KnowTuning run's DPO stage logs a preference loss: it is shown beside the SFT stage's train_loss, not in
+    its place, and a one-stage run beside it has no value there."""
+    from medtune.report.compare import build, read_run
+
+    kt = fake_run(tmp_path, "kt", None, loss=[1.0, 0.5])
+    recipe = yaml.safe_load((kt / "recipe.resolved.yaml").read_text())
+    (kt / "recipe.resolved.yaml").write_text(yaml.safe_dump({**recipe, "stages": [{"name": "dpo"}]}))
+    (kt / "train-dpo").mkdir()
+    (kt / "train-dpo" / "history.json").write_text(json.dumps([{"loss": 0.69, "step": 1}, {"loss": 0.61, "step": 2}]))
+    sft = fake_run(tmp_path, "sft", None, loss=[1.1, 0.7])
+    table = build([read_run(kt), read_run(sft)])
+    assert table.columns == ["train_loss", "eval_loss", "dpo_train_loss"]
+    values = {row.label: {c: v["mean"] for c, v in row.values.items()} for row in table.rows}
+    assert values == {"kt": {"train_loss": 0.5, "eval_loss": 0.6, "dpo_train_loss": 0.61},
+                      "sft": {"train_loss": 0.7, "eval_loss": pytest.approx(0.8)}}
+
+
 def test_a_run_without_eval_shows_its_training_loss(tmp_path: Path):
     from medtune.report.compare import build, read_run
 

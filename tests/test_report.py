@@ -56,3 +56,21 @@ def test_report_writes_tables_plots_and_spreadsheets(tmp_path, capsys):
     assert sheet.max_row == 3  # one line per question, both models side by side
     combined = json.loads((run / "report" / "metrics.json").read_text())
     assert combined["models"]["tuned"]["rouge1"]["mean"] == 0.35 and combined["training"]["last_loss"] == 1.4
+
+
+def test_a_later_training_stage_gets_its_own_loss_line_and_curve(tmp_path):
+    """KnowTuning's DPO stage trains after SFT: the report names each stage's losses apart (a preference loss is not
+    an SFT loss) and draws each stage's curve."""
+    import yaml
+
+    run = fake_run(tmp_path)
+    (run / "recipe.resolved.yaml").write_text(yaml.safe_dump({"name": "demo", "stages": [{"name": "dpo"}]}))
+    (run / "train-dpo").mkdir()
+    (run / "train-dpo" / "history.json").write_text(json.dumps([{"loss": 0.6931, "step": 1}, {"loss": 0.5, "step": 2}]))
+    written = {p.name for p in build_report(run, show=False)}
+    assert {"loss_curve.png", "loss_curve_dpo.png"} <= written
+    report = (run / "report" / "report.md").read_text()
+    assert "Training (stage 1): 4 logged steps, loss 2.0000 -> 1.4000." in report
+    assert "Stage dpo: 2 logged steps, loss 0.6931 -> 0.5000." in report
+    stages = json.loads((run / "report" / "metrics.json").read_text())["training"]["stages"]
+    assert (stages["dpo"]["first_loss"], stages["dpo"]["last_loss"], stages["dpo"]["steps_logged"]) == (0.6931, 0.5, 2)

@@ -289,3 +289,11 @@ def test_knowtuning_recipe_trains_sft_then_dpo_from_the_sft_weights_and_evaluate
     assert {"base", "tuned"} <= set(metrics["models"])
     generations = [json.loads(line) for line in run.generations.read_text().splitlines()]
     assert {g["model"] for g in generations} == {"base", "tuned"}
+
+    # The report shows both stages' losses, each its own curve: DPO's loss is not an SFT loss.
+    report = (run.report / "report.md").read_text()
+    dpo_history = json.loads((run.stage_train("dpo") / "history.json").read_text())
+    dpo_losses = [h["loss"] for h in dpo_history if "loss" in h]
+    assert f"Stage dpo: {len(dpo_losses)} logged steps, loss {dpo_losses[0]:.4f} -> {dpo_losses[-1]:.4f}." in report
+    assert "Training (stage 1):" in report and (run.report / "loss_curve_dpo.png").is_file()
+    assert json.loads((run.report / "metrics.json").read_text())["training"]["stages"]["dpo"]["last_loss"] == dpo_losses[-1]

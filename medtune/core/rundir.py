@@ -218,14 +218,17 @@ class RunDir:
         source = self.manifest_data().get("recipe_source")
         return Path(source).parent if source else None
 
-    def training_history(self) -> list[dict]:
-        """The loss curve: the newest checkpoint's trainer log (it survives a resume), else train/history.json."""
-        states = sorted(self.train.glob("checkpoint-*/trainer_state.json"), key=lambda p: int(p.parent.name.split("-")[-1]))
+    def training_history(self, stage: str | None = None) -> list[dict]:
+        """The loss curve of the first training stage, or of the later stage named: the newest checkpoint's trainer
+        log (it survives a resume), else the stage's history.json."""
+        folder = self.train if stage is None else self.stage_train(stage)
+        states = sorted(folder.glob("checkpoint-*/trainer_state.json"), key=lambda p: int(p.parent.name.split("-")[-1]))
         if states:
             history = json.loads(states[-1].read_text()).get("log_history", [])
             if history:
                 return history
-        return json.loads(self.history.read_text()) if self.history.is_file() else []
+        saved = folder / self.HISTORY
+        return json.loads(saved.read_text()) if saved.is_file() else []
 
     def stage_names(self) -> list[str]:
         """The names of the later training stages the run's recipe chains after the first (`stages:`)."""

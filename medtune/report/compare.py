@@ -86,6 +86,11 @@ def test_set_hash(run_dir: Path) -> str:
     raise MedtuneError(f"{run_dir}: no data/test.jsonl (nor its hash in data/manifest.json); the run has not finished preprocess")
 
 
+def stage_loss_column(stage: str) -> str:
+    """The comparison column of a later training stage's last loss; train_loss stays the first stage's."""
+    return f"{stage}_train_loss"
+
+
 def _last(history: list[dict], key: str) -> float | None:
     values = [h[key] for h in history if isinstance(h.get(key), (int, float))]
     return values[-1] if values else None
@@ -97,6 +102,9 @@ def read_run(run_dir: Path, label: str | None = None) -> RunInfo:
     metrics = json.loads(run.metrics.read_text()) if run.metrics.is_file() else None
     history = run.training_history()
     training = {k: v for k, v in (("train_loss", _last(history, "loss")), ("eval_loss", _last(history, "eval_loss"))) if v is not None}
+    for stage in run.stage_names():  # a later stage's loss is its own method's (DPO's is not an SFT loss): its own column
+        if (last := _last(run.training_history(stage), "loss")) is not None:
+            training[stage_loss_column(stage)] = last
     test_sha = test_set_hash(run_dir)
     data = recipe.get("data") or {}
     eval_settings = json.dumps(recipe.get("eval"), sort_keys=True)
@@ -170,8 +178,10 @@ def build(runs: list[RunInfo]) -> Comparison:
             row.label += f" [{', '.join(row.runs)}]"
     rows = base_rows + tuned
     found = {c for row in rows for c in row.values}
-    columns = sorted(c for c in found if "." not in c and c not in TRAINING_COLUMNS)
-    columns += sorted(c for c in found if "." in c) + [c for c in TRAINING_COLUMNS if c in found]
+    training = [c for c in TRAINING_COLUMNS if c in found]
+    training += sorted({c for run in runs for c in run.training} - set(training))
+    columns = sorted(c for c in found if "." not in c and c not in training)
+    columns += sorted(c for c in found if "." in c) + training
     notes = []
     if len({r.eval_settings for r in runs if r.metrics}) > 1:
         notes.append("the runs' eval settings differ (e.g. eval.limit, max_new_tokens): same test file, "

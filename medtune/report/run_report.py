@@ -115,12 +115,20 @@ def _rich(title: str, header: list[str], rows: list[list[str]]) -> Table:
 # ---------------------------------------------------------------- plots
 
 
-def _plot_loss(history: list[dict], path: Path) -> Path | None:
+def _loss_figures(history: list[dict]) -> dict:
+    losses = [h["loss"] for h in history if "loss" in h]
+    return {"first_loss": losses[0] if losses else None, "last_loss": losses[-1] if losses else None,
+            "steps_logged": len(losses)}
+
+
+def _plot_loss(history: list[dict], path: Path, title: str | None = None) -> Path | None:
     train = [(h.get("step", i + 1), h["loss"]) for i, h in enumerate(history) if "loss" in h]
     evals = [(h.get("step"), h["eval_loss"]) for h in history if "eval_loss" in h and h.get("step") is not None]
     if not train:
         return None
     fig, ax = pyplot().subplots(figsize=(6, 3.5))
+    if title:
+        ax.set_title(title)
     ax.plot(*zip(*train), label="train loss")
     if evals:
         ax.plot(*zip(*evals), "o-", label="eval loss")
@@ -196,18 +204,26 @@ def build_report(run_dir: Path, show: bool = True) -> list[Path]:
     metrics = load_metrics(run_dir)
     out = RunDir(run_dir).report
     out.mkdir(exist_ok=True)
-    history = RunDir(run_dir).training_history()
+    run = RunDir(run_dir)
+    history = run.training_history()
+    # A recipe's later stages (`stages:`, e.g. KnowTuning's DPO) train on from the first: each its own loss curve,
+    # in its own units (a preference loss is not an SFT loss).
+    later = {name: run.training_history(name) for name in (run.stage_names() if run.resolved.is_file() else [])}
     written = []
 
     m_header, m_rows = metric_rows(metrics)
     s_header, s_rows = suite_rows(metrics)
     losses = [h["loss"] for h in history if "loss" in h]
-    combined = {**metrics, "training": {"first_loss": losses[0] if losses else None, "last_loss": losses[-1] if losses else None,
-                                        "steps_logged": len(losses), "history": history}}
+    training = {**_loss_figures(history), "history": history}
+    if later:
+        training["stages"] = {name: {**_loss_figures(h), "history": h} for name, h in later.items()}
+    combined = {**metrics, "training": training}
     (out / "metrics.json").write_text(json.dumps(combined, indent=2, default=str))
     written.append(out / "metrics.json")
 
-    plots = [p for p in (_plot_loss(history, out / "loss_curve.png"), _plot_bars(metrics, out / "metrics_base_vs_tuned.png")) if p]
+    curves = [_plot_loss(history, out / "loss_curve.png")]
+    curves += [_plot_loss(h, out / f"loss_curve_{name}.png", title=f"stage {name}") for name, h in later.items()]
+    plots = [p for p in (*curves, _plot_bars(metrics, out / "metrics_base_vs_tuned.png")) if p]
     for suite, per_model in metrics.get("suites", {}).items():
         for model, entry in per_model.items():
             if isinstance(entry, dict) and entry.get("confusion"):
@@ -230,7 +246,13 @@ def build_report(run_dir: Path, show: bool = True) -> list[Path]:
 
     lines = [f"# Report: {run_dir.parent.name} / {run_dir.name}", ""]
     if losses:
-        lines += [f"Training: {len(losses)} logged steps, loss {losses[0]:.4f} -> {losses[-1]:.4f}.", ""]
+        lines += [f"Training{' (stage 1)' if later else ''}: {len(losses)} logged steps, loss {losses[0]:.4f} -> "
+                  f"{losses[-1]:.4f}.", ""]
+    for name, h in later.items():
+        figures = _loss_figures(h)
+        if figures["steps_logged"]:
+            lines += [f"Stage {name}: {figures['steps_logged']} logged steps, loss {figures['first_loss']:.4f} -> "
+                      f"{figures['last_loss']:.4f}.", ""]
     lines += ["## Held-out questions: base vs tuned", "", markdown_table(m_header, m_rows), ""]
     note = long_rows_note(metrics)
     if note:
