@@ -394,3 +394,51 @@ def test_hardest_facts_are_the_highest_perplexity_under_the_real_model(tmp_path,
         top = max(range(len(perplexities)), key=perplexities.__getitem__)
         assert [i for i, f in enumerate(record["facts"]) if f["hardest"]] == [top]
     assert data.counts["hardest_picked"] == 2 and data.counts["augmented_pairs"] == 2
+
+
+# ---------------------------------------------------------------- the cache
+
+
+def _model_folder(folder: Path, fill: float) -> str:
+    """A local model folder as weights_identity reads it: config, tokenizer file and safetensors weights."""
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.json").write_text(json.dumps({"hidden_size": 4}))
+    (folder / "tokenizer.json").write_text("{}")
+    save_file({"w": np.full((4, 4), fill, np.float32)}, str(folder / "model.safetensors"))
+    return str(folder)
+
+
+def test_a_second_run_on_the_same_rows_and_model_reuses_the_augmentation(tmp_path, monkeypatch):
+    """A sweep's points and seeds (and a rerun) get the first run's files back without scoring a fact again; other
+    weights, options or rows are a new augmentation; a model that is not on this machine yet is not cached."""
+    from medtune.augment.cache import knowtuning_data
+
+    monkeypatch.setenv("MEDTUNE_CACHE", str(tmp_path / "cache"))
+    scored = []
+    monkeypatch.setattr(kt, "fact_perplexities", lambda *a, **k: scored.append(1) or _length_perplexity(*a, **k))
+    model = _model_folder(tmp_path / "model", 0.5)
+
+    def run(name, rows=None, model_path=model, **spec):
+        out = tmp_path / name
+        data, status = knowtuning_data(rows or _rows(), KnowTuningSpec(**spec), model_path=model_path, out_dir=out,
+                                       system_prompt=SYSTEM)
+        return data, status, {f.name: f.read_bytes() for f in sorted(out.iterdir())}
+
+    first, status, files = run("first")
+    assert status == "miss" and len(scored) == 1 and set(files) == {"facts.jsonl", "augmented.jsonl", "preferences.jsonl",
+                                                                    "knowtuning.json"}
+    again, status, files_again = run("again")
+    assert status == "hit" and len(scored) == 1  # no fact scored
+    assert (again.sft_rows, again.preference_rows, again.counts) == (first.sft_rows, first.preference_rows, first.counts)
+    assert files_again == files
+
+    assert run("other-seed", seed=1)[1] == "miss"
+    assert run("fewer-rows", rows=_rows()[1:])[1] == "miss"
+    _model_folder(tmp_path / "model", 0.25)  # retrained in place: other weights
+    assert run("new-weights")[1] == "miss" and len(scored) == 4
+    assert [run(f"not-here-{i}", model_path="org/not-downloaded")[1] for i in range(2)] == ["miss", "miss"]
+    # Without augmentation no fact is scored: the model does not matter.
+    assert [run(f"plain-{i}", model_path=m, augment=False)[1] for i, m in enumerate((model, "org/x"))] == ["miss", "hit"]

@@ -251,9 +251,14 @@ def test_knowtuning_recipe_trains_sft_then_dpo_from_the_sft_weights_and_evaluate
     raw["eval"] = {"metrics": ["rouge"], "limit": 2, "max_new_tokens": 8, "batch_size": 2}
     path = tmp_path / "kt.yaml"
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    # A cache of its own, so the facts are scored here and not found from an earlier run; the converted model shared.
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / "models").symlink_to(smollm2_dir.parent)
     done = subprocess.run([sys.executable, "launch.py", str(path), "--runs-dir", str(tmp_path / "runs")], cwd=REPO,
                           capture_output=True, text=True, timeout=1500,
-                          env={**__import__("os").environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"})
+                          env={**__import__("os").environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
+                               "MEDTUNE_CACHE": str(cache)})
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     run = RunDir.latest(tmp_path / "runs", raw["name"])
     manifest = run.manifest_data()
@@ -269,6 +274,9 @@ def test_knowtuning_recipe_trains_sft_then_dpo_from_the_sft_weights_and_evaluate
     trained = [json.loads(line) for line in run.preference_data("dpo").read_text().splitlines()]
     assert len(trained) == 8 and all(r["messages"][-1]["role"] == "user" for r in trained)
     kt_counts = manifest["stages"]["preprocess"]["knowtuning"]
+    assert kt_counts["cache"] == "miss" and kt_counts["facts_scored"] > 0
+    entries = list((cache / "knowtuning").iterdir())  # the next run of these rows and options reuses it
+    assert len(entries) == 1 and (entries[0] / "preferences.jsonl").read_bytes() == (run.knowtuning / "preferences.jsonl").read_bytes()
     train_rows = run.split("train").read_text().splitlines()
     assert len(train_rows) == manifest["stages"]["preprocess"]["counts"]["train"] + kt_counts["augmented_pairs"] > 0
 
@@ -292,8 +300,8 @@ def test_knowtuning_recipe_trains_sft_then_dpo_from_the_sft_weights_and_evaluate
 
     # The report shows both stages' losses, each its own curve: DPO's loss is not an SFT loss.
     report = (run.report / "report.md").read_text()
-    dpo_history = json.loads((run.stage_train("dpo") / "history.json").read_text())
-    dpo_losses = [h["loss"] for h in dpo_history if "loss" in h]
+    dpo_losses = [h["loss"] for h in run.training_history("dpo") if "loss" in h]  # its checkpoint's trainer log
+    assert len(dpo_losses) == 2 and (run.stage_train("dpo") / "checkpoint-2" / "trainer_state.json").is_file()
     assert f"Stage dpo: {len(dpo_losses)} logged steps, loss {dpo_losses[0]:.4f} -> {dpo_losses[-1]:.4f}." in report
     assert "Training (stage 1):" in report and (run.report / "loss_curve_dpo.png").is_file()
     assert json.loads((run.report / "metrics.json").read_text())["training"]["stages"]["dpo"]["last_loss"] == dpo_losses[-1]

@@ -277,3 +277,13 @@ def build_knowtuning_data(train_rows: list[dict], spec: KnowTuningSpec, *, model
     write_json_atomic(out_dir / SUMMARY_FILE, counts, ensure_ascii=False)
     return KnowTuningData(sft_rows=[*train_rows, *map(_without_detail, augmented)],
                           preference_rows=[_without_detail(row) for row in preferences], counts=counts)
+
+
+def read_knowtuning_data(train_rows: list[dict], out_dir: Path) -> KnowTuningData:
+    """The KnowTuningData whose files build_knowtuning_data wrote into out_dir, for the same train_rows."""
+    def rows(name: str) -> list[dict]:
+        return [json.loads(line) for line in (out_dir / name).read_text(encoding="utf-8").splitlines() if line.strip()]
+
+    counts = json.loads((out_dir / SUMMARY_FILE).read_text(encoding="utf-8"))
+    return KnowTuningData(sft_rows=[*train_rows, *map(_without_detail, rows(AUGMENTED_FILE))],
+                          preference_rows=[_without_detail(row) for row in rows(PREFERENCES_FILE)], counts=counts)

@@ -144,6 +144,28 @@ def weight_files(folder: Path) -> list[Path] | None:
     return paths if all(p.is_file() for p in paths) else None
 
 
+def weights_identity(resolved: str) -> list | None:
+    """What tells a model's local files apart, for caching what they computed (KnowTuning's fact perplexities):
+    each weight file's name, size and modification time with the file it resolves to (the Hugging Face cache
+    names its blobs by content), and the other files' (config, tokenizer, template) contents. None before the
+    weights are on this machine, or when they cannot be read as a Hugging Face folder: nothing is then cached."""
+    try:
+        folder = local_weights(resolved)
+        if folder is None:
+            return None
+        weights = weight_files(folder) or []
+        found = []
+        for path in weights:
+            stat = path.stat()
+            found.append([path.name, os.path.realpath(path), stat.st_size, stat.st_mtime_ns])
+        for path in sorted(p for p in folder.iterdir() if p.is_file() and p not in weights and p.suffix != ".safetensors"):
+            stat = path.stat()  # another copy of the weights (.bin, .gguf) is named by size, as the weights are
+            found.append([path.name, sha256_file(path) if stat.st_size <= 64 << 20 else [stat.st_size, stat.st_mtime_ns]])
+    except (OSError, ValueError):
+        return None
+    return found
+
+
 def safetensors_params(folder: Path) -> int | None:
     """The number of parameters in a folder's weights, read from the safetensors headers (no tensor is loaded)."""
     from safetensors import safe_open

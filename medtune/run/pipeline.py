@@ -109,17 +109,18 @@ def _knowtuning(ctx: StageContext, model_path: str):
     spec = ctx.recipe.knowtuning
     if spec is None:
         return None
-    from ..augment.knowtuning import build_knowtuning_data
+    from ..augment.cache import knowtuning_data
 
     train = ctx.run.split("train")
     rows = [json.loads(line) for line in train.read_text(encoding="utf-8").splitlines() if line.strip()]
-    built = build_knowtuning_data(rows, spec, model_path=model_path, out_dir=ctx.run.knowtuning,
-                                  system_prompt=ctx.recipe.data.system_prompt)
+    built, status = knowtuning_data(rows, spec, model_path=model_path, out_dir=ctx.run.knowtuning,
+                                    system_prompt=ctx.recipe.data.system_prompt)
+    built.counts["cache"] = status
     train.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in built.sft_rows), encoding="utf-8")
     pairs = built.counts.get("pairs", {})
     console.print(f"  knowtuning: {len(rows)} rows + {len(built.sft_rows) - len(rows)} hardest-fact pairs to train on, "
                   f"{len(built.preference_rows)} preference pairs ({', '.join(f'{k} {v}' for k, v in pairs.items())}); "
-                  f"files in {ctx.run.knowtuning.relative_to(ctx.run.path)}/")
+                  f"files in {ctx.run.knowtuning.relative_to(ctx.run.path)}/ (cache {status})")
     return built
 
 
