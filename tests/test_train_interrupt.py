@@ -8,12 +8,11 @@ import json
 import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from train_helpers import DEMO_CSV, REPO, launch, only_run_dir, wait_for, write_recipe
+from train_helpers import DEMO_CSV, launch, only_run_dir, processes_in, train_until_checkpoint, write_recipe
 
 pytestmark = pytest.mark.slow
 
@@ -21,21 +20,12 @@ pytestmark = pytest.mark.slow
 def test_sigkill_after_checkpoint_then_resume_continues(tmp_path: Path):
     steps = 4  # killed at or after checkpoint-2, so at least one step is left to resume
     recipe = write_recipe(tmp_path, "t-resume", "lora", 2e-3, steps=steps)
-    runs = tmp_path / "runs"
-    proc = subprocess.Popen([sys.executable, "launch.py", str(recipe), "--stages", "preprocess,train", "--runs-dir", str(runs)],
-                            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    try:
-        wait_for(runs / "t-resume", proc, 120)
-        run_dir = next((runs / "t-resume").iterdir())
-        wait_for(run_dir / "train" / "checkpoint-2" / "trainer_state.json", proc)
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)  # the launcher's group; training ranks run in their own
-        proc.wait()
-    import psutil
-
-    for p in psutil.process_iter(["cwd"]):  # SIGKILL cannot be cleaned up after: stop orphaned ranks like an OOM killer would
-        if p.info["cwd"] == str(run_dir):
-            p.kill()
+    proc, run_dir = train_until_checkpoint(recipe, tmp_path / "runs", stdout=subprocess.DEVNULL,
+                                           stderr=subprocess.DEVNULL, start_new_session=True)
+    os.killpg(proc.pid, signal.SIGKILL)  # the launcher's group; training ranks run in their own
+    proc.wait()
+    for rank in processes_in(run_dir):  # SIGKILL cannot be cleaned up after: stop orphaned ranks like an OOM killer would
+        rank.kill()
     assert not (run_dir / "train" / f"checkpoint-{steps}").exists()
     done_before = max(int(p.name.split("-")[1]) for p in (run_dir / "train").glob("checkpoint-*"))
 
@@ -57,15 +47,9 @@ def test_sigkill_after_checkpoint_then_resume_continues(tmp_path: Path):
 
 
 def test_sigterm_stops_every_process_and_marks_interrupted(tmp_path: Path):
-    import psutil
-
     recipe = write_recipe(tmp_path, "t-term", "lora", 2e-3, steps=40)
-    runs = tmp_path / "runs"
-    proc = subprocess.Popen([sys.executable, "launch.py", str(recipe), "--stages", "preprocess,train", "--runs-dir", str(runs)],
-                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    wait_for(runs / "t-term", proc, 120)
-    run_dir = next((runs / "t-term").iterdir())
-    wait_for(run_dir / "train" / "checkpoint-2" / "trainer_state.json", proc)
+    proc, run_dir = train_until_checkpoint(recipe, tmp_path / "runs", stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                           text=True)
     proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 130, out[-2000:]
@@ -73,8 +57,7 @@ def test_sigterm_stops_every_process_and_marks_interrupted(tmp_path: Path):
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["status"] == "interrupted" and manifest["stages"]["train"]["status"] == "interrupted"
     assert (run_dir / "train" / "checkpoint-2").is_dir()
-    leftovers = [p for p in psutil.process_iter(["cwd"]) if p.info["cwd"] == str(run_dir)]
-    assert leftovers == []
+    assert processes_in(run_dir) == []
 
 
 # A GPU recipe refused on CPU before any stage: tests/test_preflight.py's headline-recipe test (exit 2, the CUDA

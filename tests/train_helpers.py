@@ -72,3 +72,30 @@ def wait_for(path: Path, proc: subprocess.Popen, timeout: float = 600) -> None:
         assert proc.poll() is None, f"launcher ended early with {proc.returncode}"
         assert time.monotonic() < deadline, f"{path} did not appear"
         time.sleep(1)
+
+
+def train_until_checkpoint(recipe: Path, runs: Path, **popen) -> tuple[subprocess.Popen, Path]:
+    """`launch.py RECIPE --stages preprocess,train` started in the background, returned with its run directory once
+    training has saved checkpoint-2 (and is still running)."""
+    proc = subprocess.Popen([sys.executable, "launch.py", str(recipe), "--stages", "preprocess,train", "--runs-dir", str(runs)],
+                            cwd=REPO, **popen)
+    run_dir = None
+    try:
+        named = runs / recipe.stem
+        wait_for(named, proc, 120)
+        run_dir = next(named.iterdir())
+        wait_for(run_dir / "train" / "checkpoint-2" / "trainer_state.json", proc)
+    except BaseException:  # a failed wait leaves no launcher or rank behind
+        proc.kill()
+        proc.wait()
+        for rank in processes_in(run_dir) if run_dir else []:
+            rank.kill()
+        raise
+    return proc, run_dir
+
+
+def processes_in(run_dir: Path) -> list:
+    """The processes working in a run directory: the training ranks launch.py started there."""
+    import psutil
+
+    return [p for p in psutil.process_iter(["cwd"]) if p.info["cwd"] == str(run_dir)]
