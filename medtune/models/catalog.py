@@ -9,10 +9,10 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
+import math
 import os
 import shutil
 import tempfile
-import math
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
@@ -161,7 +161,7 @@ def weights_identity(resolved: str) -> list | None:
         for path in sorted(p for p in folder.iterdir() if p.is_file() and p not in weights and p.suffix != ".safetensors"):
             stat = path.stat()  # another copy of the weights (.bin, .gguf) is named by size, as the weights are
             found.append([path.name, sha256_file(path) if stat.st_size <= 64 << 20 else [stat.st_size, stat.st_mtime_ns]])
-    except (OSError, ValueError):
+    except (OSError, ValueError, KeyError, TypeError):  # e.g. an index without its weight_map
         return None
     return found
 
