@@ -117,6 +117,20 @@ def test_the_metric_must_be_something_the_recipe_measures(tmp_path: Path):
     assert not SweepSpec(grid={"a": [1]}, metric="eval_loss", mode="max").best_is_min()
 
 
+def test_a_later_stage_loss_can_name_the_best_point():
+    """The matrix's knowtuning and dpo points train a DPO stage: its last loss (compare's dpo_train_loss column) may
+    pick the best point, lowest first, without the eval stage; a stage no point trains is refused, naming the ones
+    there are."""
+    from medtune.recipe.sweep import is_training_metric
+
+    recipe, _ = load(MATRIX, ["sweep.metric=dpo_train_loss"])
+    assert recipe.sweep.best_is_min() and is_training_metric("dpo_train_loss") and not is_training_metric("rougeL")
+    with pytest.raises(RecipeError) as err:
+        load(MATRIX, ["sweep.metric=kto_train_loss"])
+    problem = next(p for p in err.value.problems if p.path == "sweep.metric")
+    assert "dpo_train_loss" in problem.allowed and "train_loss" in problem.allowed
+
+
 def test_a_point_names_its_run_and_is_not_itself_a_sweep(tmp_path: Path):
     from medtune.recipe.sweep import point_overrides
 

@@ -12,7 +12,7 @@ from ..core.errors import Problem, RecipeError, did_you_mean
 from ..core.schema import validation_problems
 from .methods import METHODS, PREFERENCE_METHODS
 from .schema import PACKING_SAFE_ATTENTION, Recipe, StageSpec
-from .sweep import TRAINING_METRICS, expand, point_overrides
+from .sweep import TRAINING_METRICS, expand, point_overrides, stage_loss_column
 
 
 # ---------------------------------------------------------------- reading
@@ -266,28 +266,32 @@ def load(path: str | Path, overrides: Iterable[str] = (), base_dir: Path | None 
     return recipe, raw
 
 
-def _metric_problem(recipe: Recipe) -> Problem | None:
-    """The metric must be one the recipe measures; names are checked by family, as eval writes e.g. rouge1."""
+def _metric_problem(recipe: Recipe, stage_names: set[str]) -> Problem | None:
+    """The metric must be one the recipe measures; names are checked by family, as eval writes e.g. rouge1.
+    stage_names: the later training stages of the recipe and its points, whose losses are columns too."""
     metric = recipe.sweep.metric if recipe.sweep else None
-    if metric is None or metric in TRAINING_METRICS:
+    stage_losses = sorted(stage_loss_column(name) for name in stage_names)
+    if metric is None or metric in TRAINING_METRICS or metric in stage_losses:
         return None
     if metric.split(".")[0] in recipe.eval.suites or any(metric.startswith(m) for m in recipe.eval.metrics):
         return None
-    allowed = (*TRAINING_METRICS, *(f"{m}..." for m in recipe.eval.metrics),
+    allowed = (*TRAINING_METRICS, *stage_losses, *(f"{m}..." for m in recipe.eval.metrics),
                *(f"{s}.{field}" for s in recipe.eval.suites for field in ("acc", "gen_acc")))
     return Problem("sweep.metric", "not something this recipe measures", metric, allowed)
 
 
 def _sweep_problems(path: Path, overrides: list[str], recipe: Recipe, base_dir: Path) -> list[Problem]:
     """Every point loaded like `--set` overrides of the file; each failure named by its point."""
-    problems = [p for p in [_metric_problem(recipe)] if p]
+    problems = []
     if recipe.sweep.lr_search and recipe.data.split.val == 0:  # the search picks by validation loss: it needs the rows
         problems.append(Problem("sweep.lr_search", "picks each point's rate by validation loss, but data.split.val is 0",
                                 0, suggestion="hold out validation rows, e.g. data.split.val: 0.1"))
+    stage_names = {stage.name for stage in recipe.stages}
     for point in expand(recipe.sweep):
         try:
-            load(path, point_overrides(recipe.name, point, overrides), base_dir)
+            point_recipe, _ = load(path, point_overrides(recipe.name, point, overrides), base_dir)
+            stage_names |= {stage.name for stage in point_recipe.stages}
         except RecipeError as exc:
             problems += [Problem(f"sweep point {point.label}: {p.path}", p.message, p.given, p.allowed, p.suggestion)
                          for p in exc.problems]
-    return problems
+    return [p for p in [_metric_problem(recipe, stage_names)] if p] + problems

@@ -17,6 +17,8 @@ from ..core.schema import Strict
 
 LABEL = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
 TRAINING_METRICS = ("train_loss", "eval_loss")
+STAGE_LOSS_SUFFIX = "_train_loss"
+"""A later training stage's last loss is the comparison column `<stage>_train_loss` (e.g. dpo_train_loss)."""
 # A point never sets these: its run name is derived from the point, and a point is never itself a sweep.
 RESERVED_KEYS = ("name", "sweep")
 
@@ -47,7 +49,8 @@ class SweepSpec(Strict):
     (a method and its own options); every point runs with every grid combination."""
     metric: str | None = None
     """Comparison column that names the best point: a metric of the tuned model (e.g. rougeL), <suite>.acc,
-    or train_loss / eval_loss (the last training / validation loss); unset: no best point is named."""
+    train_loss / eval_loss (the last training / validation loss), or <stage>_train_loss (a later stage's last loss,
+    e.g. dpo_train_loss); unset: no best point is named."""
     mode: Literal["auto", "max", "min"] = "auto"
     """Whether the best point has the highest (max) or lowest (min) metric; auto: min for losses and
     perplexity, max otherwise."""
@@ -109,6 +112,16 @@ class SweepSpec(Strict):
         if self.mode != "auto":
             return self.mode == "min"
         return bool(self.metric) and (self.metric.endswith("loss") or self.metric.startswith("perplexity"))
+
+
+def stage_loss_column(stage: str) -> str:
+    """The comparison column of a later training stage's last loss; train_loss stays the first stage's."""
+    return stage + STAGE_LOSS_SUFFIX
+
+
+def is_training_metric(metric: str) -> bool:
+    """Whether a sweep metric comes from training (no eval stage needed)."""
+    return metric in TRAINING_METRICS or metric.endswith(STAGE_LOSS_SUFFIX)
 
 
 @dataclass(frozen=True)

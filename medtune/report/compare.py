@@ -18,6 +18,7 @@ from ..core.errors import MedtuneError
 from ..core.fmt import markdown_table, number, with_ci
 from ..core.rundir import RunDir
 from ..core.hashing import sha256_file, sha256_text
+from ..recipe.sweep import stage_loss_column
 from . import fairness as fair
 from .error_analysis import qtype_means
 from .run_report import per_item_rows
@@ -84,11 +85,6 @@ def test_set_hash(run_dir: Path) -> str:
         if sha:
             return sha
     raise MedtuneError(f"{run_dir}: no data/test.jsonl (nor its hash in data/manifest.json); the run has not finished preprocess")
-
-
-def stage_loss_column(stage: str) -> str:
-    """The comparison column of a later training stage's last loss; train_loss stays the first stage's."""
-    return f"{stage}_train_loss"
 
 
 def _last(history: list[dict], key: str) -> float | None:

@@ -21,7 +21,8 @@ from ..core.console import console, err_console
 from ..core.errors import MedtuneError, Problem, RecipeError
 from ..core.rundir import RunDir, now, write_json_atomic
 from ..recipe.schema import Recipe
-from ..recipe.sweep import TRAINING_METRICS, Point, expand, point_key, point_overrides, search_points, with_rate
+from ..recipe.sweep import (TRAINING_METRICS, Point, expand, is_training_metric, point_key, point_overrides, search_points,
+                            with_rate)
 from .lr_search import choose, print_choice, search_options
 from .pipeline import RunOptions, run_one, selected_stages
 
@@ -58,7 +59,7 @@ def _check_stages(recipe: Recipe, options: RunOptions) -> None:
     if recipe.sweep.lr_search and "train" not in stages:
         raise MedtuneError("sweep.lr_search trains each point at each rate; --stages must include train")
     metric = recipe.sweep.metric
-    if metric and metric not in TRAINING_METRICS and "eval" not in stages:
+    if metric and not is_training_metric(metric) and "eval" not in stages:
         shown = ",".join(options.stages) if options.stages is not None else "(rehearsal)"
         raise MedtuneError(f"sweep.metric {metric!r} comes from the eval stage, which --stages {shown} leaves out; "
                            f"run eval too, or pick the best by {' or '.join(TRAINING_METRICS)}")
