@@ -191,6 +191,7 @@ def test_bf16_full_fine_tune_checkpoints_hold_fp32_master_weights_and_moments():
     per_checkpoint, final = preflight.checkpoint_bytes(r)
     assert per_checkpoint == pytest.approx(12 * params) and final == pytest.approx(2 * params)
 
+
 def cached_snapshot(hub: Path, repo_id: str, config: dict) -> Path:
     """repo_id in the Hugging Face cache (refs/main -> snapshots/<commit>/) with its config.json only."""
     import json
