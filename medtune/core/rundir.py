@@ -244,6 +244,13 @@ class RunDir:
         return weights_in(self.final_train())
 
 
+def loss_summary(history: list[dict]) -> dict:
+    """What a training stage's logged losses come to: steps logged, first and last loss (None when none)."""
+    losses = [h["loss"] for h in history if "loss" in h]
+    return {"steps_logged": len(losses), "first_loss": losses[0] if losses else None,
+            "last_loss": losses[-1] if losses else None}
+
+
 def weights_in(folder: Path) -> tuple[Path, str] | None:
     """(folder, "adapter" | "full") for the PEFT adapter or full weights a training stage saved there, else None."""
     if (folder / "adapter_config.json").is_file():

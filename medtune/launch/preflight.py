@@ -128,15 +128,15 @@ def gpu_problems(recipe: Recipe) -> list[Problem]:
     return found
 
 
-def checkpoint_bytes(recipe: Recipe) -> tuple[float, float] | None:
+def checkpoint_bytes(recipe: Recipe, facts: models.ModelFacts | None = None) -> tuple[float, float] | None:
     """(bytes of one checkpoint, bytes of the final weights) for a catalog model, sized as the weights found here
-    (models.as_found); None outside the catalog.
+    (models.as_found, unless the caller has them as `facts`); None outside the catalog.
 
     A checkpoint holds what training saves to resume: the trainable weights and the optimizer's two AdamW moments
     (fp32 master weights and moments under DeepSpeed ZeRO, sharded across ranks but summed on disk, and with
     medtune's fp32 master weights for full and GaLore runs in bf16/fp16).
     """
-    facts = models.as_found(recipe.model)
+    facts = facts or models.as_found(recipe.model)
     if facts is None:
         return None
     t, m = recipe.training, recipe.method
@@ -168,14 +168,14 @@ def checkpoints_kept(recipe: Recipe) -> int:
 
 
 def disk_problems(recipe: Recipe, runs_dir: Path) -> list[Problem]:
-    sizes = checkpoint_bytes(recipe)
+    facts = models.as_found(recipe.model)
+    sizes = checkpoint_bytes(recipe, facts)
     if sizes is None:
         return []
     per_checkpoint, final = sizes
     kept = checkpoints_kept(recipe)
     # Each later stage keeps as many checkpoints of the same size, and from an adapter it first saves the merged
     # weights it starts from (train-<stage>/start/), in the model's own dtype.
-    facts = models.as_found(recipe.model)
     merged = facts.params_b * 1e9 * (2 if recipe.training.precision in ("bf16", "fp16") else 4) \
         if recipe.method.name in ("lora", "qlora") else 0
     need = (1 + len(recipe.stages)) * (kept * per_checkpoint + final) + len(recipe.stages) * merged

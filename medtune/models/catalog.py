@@ -102,11 +102,12 @@ def as_found(ref: str) -> ModelFacts | None:
     if facts is None:
         return None
     try:
-        folder = local_weights(resolve(ref))
-        if folder is None:
+        found = local_weights(resolve(ref))
+        if found is None:
             return facts
+        folder, weights = found
         config = json.loads((folder / "config.json").read_text())
-        params = safetensors_params(folder)
+        params = safetensors_params(weights)
         hidden, heads = config["hidden_size"], config["num_attention_heads"]
         sizes = dict(hidden_size=hidden, intermediate_size=config["intermediate_size"],
                      kv_dim=config.get("num_key_value_heads", heads) * (config.get("head_dim") or hidden // heads),
@@ -116,9 +117,9 @@ def as_found(ref: str) -> ModelFacts | None:
     return facts if params is None else replace(facts, params_b=params / 1e9, **sizes)
 
 
-def local_weights(resolved: str) -> Path | None:
-    """The folder holding a model's config.json and weights when both are on this machine: a local folder, or the
-    Hugging Face cache's snapshot of a Hub id (nothing is downloaded); None otherwise."""
+def local_weights(resolved: str) -> tuple[Path, list[Path]] | None:
+    """(folder, its weight files) for a model whose config.json and weights are all on this machine: a local folder,
+    or the Hugging Face cache's snapshot of a Hub id (nothing is downloaded); None otherwise."""
     from huggingface_hub import try_to_load_from_cache
 
     from ..core.hub import hub_cache_dir
@@ -129,9 +130,10 @@ def local_weights(resolved: str) -> Path | None:
         if not isinstance(config, str):
             return None
         folder = Path(config).parent
-    if not (folder / "config.json").is_file() or weight_files(folder) is None:
+    weights = weight_files(folder)
+    if not (folder / "config.json").is_file() or weights is None:
         return None
-    return folder
+    return folder, weights
 
 
 def weight_files(folder: Path) -> list[Path] | None:
@@ -150,10 +152,10 @@ def weights_identity(resolved: str) -> list | None:
     names its blobs by content), and the other files' (config, tokenizer, template) contents. None before the
     weights are on this machine, or when they cannot be read as a Hugging Face folder: nothing is then cached."""
     try:
-        folder = local_weights(resolved)
-        if folder is None:
+        local = local_weights(resolved)
+        if local is None:
             return None
-        weights = weight_files(folder) or []
+        folder, weights = local
         found = []
         for path in weights:
             stat = path.stat()
@@ -166,12 +168,12 @@ def weights_identity(resolved: str) -> list | None:
     return found
 
 
-def safetensors_params(folder: Path) -> int | None:
-    """The number of parameters in a folder's weights, read from the safetensors headers (no tensor is loaded)."""
+def safetensors_params(weights: list[Path]) -> int | None:
+    """The number of parameters in safetensors weight files, read from their headers (no tensor is loaded)."""
     from safetensors import safe_open
 
     total = 0
-    for path in weight_files(folder) or []:
+    for path in weights:
         with safe_open(str(path), framework="numpy") as f:
             total += sum(math.prod(f.get_slice(name).get_shape()) for name in f.keys())
     return total or None

@@ -14,7 +14,7 @@ from ..core.console import console
 from ..core.errors import MedtuneError
 from ..core.fmt import markdown_table, number, signed_with_ci, with_ci
 from ..core.plots import pyplot, save
-from ..core.rundir import RunDir
+from ..core.rundir import RunDir, loss_summary
 from . import error_analysis
 
 MODEL_ORDER = ("base", "tuned")
@@ -115,12 +115,6 @@ def _rich(title: str, header: list[str], rows: list[list[str]]) -> Table:
 # ---------------------------------------------------------------- plots
 
 
-def _loss_figures(history: list[dict]) -> dict:
-    losses = [h["loss"] for h in history if "loss" in h]
-    return {"first_loss": losses[0] if losses else None, "last_loss": losses[-1] if losses else None,
-            "steps_logged": len(losses)}
-
-
 def _plot_loss(history: list[dict], path: Path, title: str | None = None) -> Path | None:
     train = [(h.get("step", i + 1), h["loss"]) for i, h in enumerate(history) if "loss" in h]
     evals = [(h.get("step"), h["eval_loss"]) for h in history if "eval_loss" in h and h.get("step") is not None]
@@ -213,10 +207,10 @@ def build_report(run_dir: Path, show: bool = True) -> list[Path]:
 
     m_header, m_rows = metric_rows(metrics)
     s_header, s_rows = suite_rows(metrics)
-    losses = [h["loss"] for h in history if "loss" in h]
-    training = {**_loss_figures(history), "history": history}
+    figures = {None: loss_summary(history), **{name: loss_summary(h) for name, h in later.items()}}
+    training = {**figures[None], "history": history}
     if later:
-        training["stages"] = {name: {**_loss_figures(h), "history": h} for name, h in later.items()}
+        training["stages"] = {name: {**figures[name], "history": h} for name, h in later.items()}
     combined = {**metrics, "training": training}
     (out / "metrics.json").write_text(json.dumps(combined, indent=2, default=str))
     written.append(out / "metrics.json")
@@ -245,14 +239,10 @@ def build_report(run_dir: Path, show: bool = True) -> list[Path]:
     written += analysis_files
 
     lines = [f"# Report: {run_dir.parent.name} / {run_dir.name}", ""]
-    if losses:
-        lines += [f"Training{' (stage 1)' if later else ''}: {len(losses)} logged steps, loss {losses[0]:.4f} -> "
-                  f"{losses[-1]:.4f}.", ""]
-    for name, h in later.items():
-        figures = _loss_figures(h)
-        if figures["steps_logged"]:
-            lines += [f"Stage {name}: {figures['steps_logged']} logged steps, loss {figures['first_loss']:.4f} -> "
-                      f"{figures['last_loss']:.4f}.", ""]
+    for name, f in figures.items():
+        if f["steps_logged"]:
+            what = f"Stage {name}" if name else ("Training (stage 1)" if later else "Training")
+            lines += [f"{what}: {f['steps_logged']} logged steps, loss {f['first_loss']:.4f} -> {f['last_loss']:.4f}.", ""]
     lines += ["## Held-out questions: base vs tuned", "", markdown_table(m_header, m_rows), ""]
     note = long_rows_note(metrics)
     if note:

@@ -20,7 +20,7 @@ from rich.table import Table
 from ..core.console import console
 from ..core.errors import MedtuneError
 from ..core.hashing import fingerprint_files, sha256_file, sha256_text
-from ..core.rundir import RunDir
+from ..core.rundir import RunDir, loss_summary
 from ..launch import preflight
 from ..launch.plan import estimate_memory
 from ..launch.render import Rendered, RenderedStage, render
@@ -165,14 +165,7 @@ def _train(ctx: StageContext) -> dict:
                           label="train" if not ctx.rendered.stages else "train (stage 1)")
     history = ctx.run.training_history() or result.history
     ctx.run.history.write_text(json.dumps(result.history or history, indent=1))
-    return _loss_summary(history)
-
-
-def _loss_summary(history: list[dict]) -> dict:
-    """What the manifest records of a training stage's logged losses."""
-    losses = [h["loss"] for h in history if "loss" in h]
-    return {"steps_logged": len(losses), "first_loss": losses[0] if losses else None,
-            "last_loss": losses[-1] if losses else None}
+    return loss_summary(history)
 
 
 def _first_stage_files(ctx: StageContext) -> dict[str, str]:
@@ -214,7 +207,7 @@ def _later_stage(index: int, name: str) -> Stage:
         (output / RunDir.HISTORY).write_text(json.dumps(result.history, indent=1))
         dropped = drop_base_copy(output) if stage.merge else []
         return {"method": stage.method, "config": stage.config_file, "output": stage.output_dir, **start,
-                **({"dropped_base_copy": dropped} if dropped else {}), **_loss_summary(result.history)}
+                **({"dropped_base_copy": dropped} if dropped else {}), **loss_summary(result.history)}
 
     def command(ctx: StageContext) -> list[str]:
         return train_command(ctx.recipe, ctx.rendered.num_processes, ctx.train_module, rendered(ctx).config_file)
