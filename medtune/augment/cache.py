@@ -26,10 +26,10 @@ STORE = Store("knowtuning", (FACTS_FILE, AUGMENTED_FILE, PREFERENCES_FILE, SUMMA
 
 
 def key_parts(train_rows: list[dict], spec: KnowTuningSpec, system_prompt: str | None) -> dict:
-    """Everything the augmentation reads but the scoring model."""
-    generator = spec.generator if spec.generator == "offline" else {
-        **spec.generator.model_dump(mode="json"), "endpoint": spec.generator.base_url or os.environ.get(BASE_URL_ENV)}
-    return {"version": VERSION, "spec": spec.model_dump(mode="json"), "generator": generator, "system_prompt": system_prompt,
+    """Everything the augmentation reads but the scoring model (an LLM generator's endpoint included, when the
+    environment names it)."""
+    endpoint = None if spec.generator == "offline" else spec.generator.base_url or os.environ.get(BASE_URL_ENV)
+    return {"version": VERSION, "spec": spec.model_dump(mode="json"), "endpoint": endpoint, "system_prompt": system_prompt,
             "rows": sha256_text(json.dumps(train_rows, sort_keys=True, ensure_ascii=True))}
 
 

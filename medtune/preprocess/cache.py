@@ -89,21 +89,9 @@ class Store:
 DATA = Store("data", OUTPUTS)
 
 
-def entry(key: str) -> Path:
-    return DATA.entry(key)
-
-
-def lookup(key: str) -> dict | None:
-    return DATA.lookup(key)
-
-
-def store(key: str, write: Callable[[Path], dict]) -> dict:
-    return DATA.store(key, write)
-
-
 def export(key: str, out_dir: Path, manifest: dict, status: str) -> dict:
     """Copies a data entry into out_dir, with its manifest saying whether it was a cache hit."""
     DATA.copy_out(key, out_dir)
-    manifest = {**manifest, "cache": status, "cache_key": key, "cache_entry": str(entry(key))}
+    manifest = {**manifest, "cache": status, "cache_key": key, "cache_entry": str(DATA.entry(key))}
     (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
     return manifest

@@ -90,7 +90,7 @@ def prepare(spec: DataSpec, out_dir: Path, *, tokenizer: Any = None, sequence_le
     inputs = open_inputs(spec, base_dir)
     key = cache.make_key({"options": options, "inputs": [inp.key_part() for inp in inputs]})
 
-    cached = cache.lookup(key)
+    cached = cache.DATA.lookup(key)
     if cached is not None:
         cached["sources"] = [{**entry, **inp.describe()} for entry, inp in zip(cached["sources"], inputs)]
         return cache.export(key, out_dir, cached, "hit")
@@ -101,4 +101,4 @@ def prepare(spec: DataSpec, out_dir: Path, *, tokenizer: Any = None, sequence_le
             _write_jsonl(folder / f"{name}.jsonl", built.rows[name])
         return _manifest(spec, inputs, built, options, folder, time.perf_counter() - started)
 
-    return cache.export(key, out_dir, cache.store(key, write), "miss")
+    return cache.export(key, out_dir, cache.DATA.store(key, write), "miss")

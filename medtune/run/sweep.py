@@ -62,7 +62,8 @@ def _check_stages(recipe: Recipe, options: RunOptions) -> None:
     if metric and not is_training_metric(metric) and "eval" not in stages:
         shown = ",".join(options.stages) if options.stages is not None else "(rehearsal)"
         raise MedtuneError(f"sweep.metric {metric!r} comes from the eval stage, which --stages {shown} leaves out; "
-                           f"run eval too, or pick the best by {' or '.join(TRAINING_METRICS)}")
+                           f"run eval too, or pick the best by {', '.join(TRAINING_METRICS)} or a later stage's "
+                           "<stage>_train_loss")
 
 
 def _print_points(recipe: Recipe, prepared: list) -> None:
